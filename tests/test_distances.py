@@ -1,0 +1,364 @@
+"""Distribution distances: exact W2 against scipy quadrature and brute-force numpy, closed forms between
+targets, energy distance against a numpy double loop and the 1-D CDF identity, the Sinkhorn divergence
+against its translation closed form, W2²/2, geomloss and finite differences; factory dispatch and errors."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, special
+
+from learnscope.bias.distances import (
+    DISTANCES,
+    energy_distance,
+    geomloss_sinkhorn,
+    make_distance,
+    sinkhorn_divergence,
+    w2_between_samples,
+    w2_between_targets,
+    w2_to_target,
+)
+from learnscope.errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
+from learnscope.targets import Empirical, Gaussian, QuantileFunction, Uniform
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def central_fd(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+    """Central finite differences of a scalar function f of a float64 tensor x."""
+    out = torch.zeros_like(x)
+    flat = out.view(-1)
+    for k in range(x.numel()):
+        xp, xm = x.clone(), x.clone()
+        xp.view(-1)[k] += h
+        xm.view(-1)[k] -= h
+        flat[k] = (f(xp) - f(xm)) / (2 * h)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- w2 to target
+
+
+def w2_quad(y: np.ndarray, q) -> float:
+    """∫_0^1 (F_y^{-1}(u) − Q(u))² du, bin by bin with scipy quad."""
+    y, n = np.sort(y), len(y)
+    return sum(
+        integrate.quad(lambda u, v=v: (v - q(u)) ** 2, i / n, (i + 1) / n, limit=200, epsabs=1e-14)[0]
+        for i, v in enumerate(y)
+    )
+
+
+@pytest.mark.parametrize(
+    "target, q",
+    [
+        (Uniform(-1.0, 1.0), lambda u: -1.0 + 2.0 * u),
+        (Uniform(0.0, 3.0), lambda u: 3.0 * u),
+        (Gaussian(0.2, 0.8), lambda u: 0.2 + 0.8 * special.ndtri(u)),
+    ],
+)
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_w2_to_target_matches_quadrature(target, q, n):
+    labels = 0.7 * torch.randn(3, n, generator=gen(n), dtype=torch.float64) + 0.1
+    got = w2_to_target(labels, target).numpy()
+    want = np.array([w2_quad(row, q) for row in labels.numpy()])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_w2_to_target_is_zero_at_bin_means_and_equals_samples_version_for_empirical():
+    t = Gaussian(0.0, 1.0)
+    m = t.bin_means(6, torch.float64)
+    # at y = m the residual is the target's within-bin variance E[Y²] − mean m² only (> 0 for continuous q)
+    within = t.second_moment() - float((m**2).mean())
+    assert float(w2_to_target(m[None], t)[0]) == pytest.approx(within, rel=1e-12)
+    s = torch.randn(9, generator=gen(2), dtype=torch.float64)
+    labels = torch.randn(4, 6, generator=gen(3), dtype=torch.float64)
+    np.testing.assert_allclose(w2_to_target(labels, Empirical(s)), w2_between_samples(labels, s), rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", [Uniform(), Gaussian(0.3, 0.5)])
+def test_w2_to_target_gradient_matches_finite_differences(target):
+    labels = torch.randn(2, 7, generator=gen(4), dtype=torch.float64)
+    x = labels.clone().requires_grad_(True)
+    w2_to_target(x, target).sum().backward()
+    fd = central_fd(lambda z: w2_to_target(z, target).sum(), labels)
+    torch.testing.assert_close(x.grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_w2_to_target_float32_and_quantile_function_target():
+    labels = torch.randn(5, 40, generator=gen(5), dtype=torch.float64)
+    ref = w2_to_target(labels, Gaussian(0.0, 0.5))
+    got32 = w2_to_target(labels.float(), Gaussian(0.0, 0.5))
+    assert got32.dtype == torch.float32
+    torch.testing.assert_close(got32.double(), ref, rtol=1e-5, atol=1e-7)
+    qf = QuantileFunction(lambda u: 0.5 * torch.special.ndtri(u))
+    torch.testing.assert_close(w2_to_target(labels, qf), ref, rtol=1e-8, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------- between targets
+
+
+@pytest.mark.parametrize("a, b, c, d", [(-1.0, 1.0, 0.0, 3.0), (0.0, 1.0, 0.0, 1.0), (-2.0, 5.0, 1.0, 1.5)])
+def test_w2_between_uniform_targets_closed_form(a, b, c, d):
+    want = ((a + b) / 2 - (c + d) / 2) ** 2 + (b - a - (d - c)) ** 2 / 12
+    got = w2_between_targets(Uniform(a, b), Uniform(c, d))
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "m1, s1, m2, s2", [(0.0, 1.0, 0.0, 2.0), (0.5, 0.3, -1.0, 1.2), (1.0, 1.0, 1.5, 1.0)]
+)
+def test_w2_between_gaussian_targets_closed_form(m1, s1, m2, s2):
+    want = (m1 - m2) ** 2 + (s1 - s2) ** 2
+    got = w2_between_targets({"name": "gaussian", "mean": m1, "std": s1}, Gaussian(m2, s2))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- between samples
+
+
+def w2_brute(x: np.ndarray, y: np.ndarray) -> float:
+    """Midpoint rule on the grid (k + ½)/(n m): exact, both quantile functions are constant on each cell."""
+    n, m = len(x), len(y)
+    u = (np.arange(n * m) + 0.5) / (n * m)
+    qx, qy = np.sort(x)[np.floor(u * n).astype(int)], np.sort(y)[np.floor(u * m).astype(int)]
+    return float(np.mean((qx - qy) ** 2))
+
+
+def test_w2_between_samples_equal_sizes():
+    x = torch.randn(4, 9, generator=gen(6), dtype=torch.float64)
+    y = torch.rand(4, 9, generator=gen(7), dtype=torch.float64)
+    want = np.mean((np.sort(x.numpy(), 1) - np.sort(y.numpy(), 1)) ** 2, axis=1)
+    np.testing.assert_allclose(w2_between_samples(x, y).numpy(), want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("n, m", [(5, 7), (6, 4), (1, 3), (10, 25)])
+def test_w2_between_samples_unequal_sizes_brute_force(n, m):
+    x = torch.randn(3, n, generator=gen(n), dtype=torch.float64)
+    y = 2 * torch.rand(3, m, generator=gen(m + 100), dtype=torch.float64)
+    got = w2_between_samples(x, y).numpy()
+    want = [w2_brute(x[i].numpy(), y[i].numpy()) for i in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    shared = w2_between_samples(x, y[0]).numpy()  # (m,) broadcast to every row
+    np.testing.assert_allclose(shared, [w2_brute(x[i].numpy(), y[0].numpy()) for i in range(3)], rtol=1e-12)
+
+
+def test_w2_between_samples_duplicated_sample_is_zero_and_gradient():
+    y = torch.randn(2, 4, generator=gen(8), dtype=torch.float64)
+    assert torch.allclose(
+        w2_between_samples(y.repeat(1, 3), y), torch.zeros(2, dtype=torch.float64), atol=1e-15
+    )
+    x = torch.randn(2, 5, generator=gen(9), dtype=torch.float64)
+    s = torch.randn(2, 3, generator=gen(10), dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    w2_between_samples(xr, s).sum().backward()
+    torch.testing.assert_close(
+        xr.grad, central_fd(lambda z: w2_between_samples(z, s).sum(), x), rtol=1e-6, atol=1e-8
+    )
+
+
+# ---------------------------------------------------------------------------------------------- energy
+
+
+def energy_loop(x: np.ndarray, y: np.ndarray) -> float:
+    """E|X−Y| − ½E|X−X'| − ½E|Y−Y'| with V-statistics, by plain double loops; x (n, D), y (m, D)."""
+
+    def mean_dist(a, b):
+        return sum(np.linalg.norm(ai - bj) for ai in a for bj in b) / (len(a) * len(b))
+
+    return mean_dist(x, y) - 0.5 * mean_dist(x, x) - 0.5 * mean_dist(y, y)
+
+
+def test_energy_distance_matches_double_loop_1d_and_2d():
+    x1 = torch.randn(3, 8, generator=gen(11), dtype=torch.float64)
+    y1 = torch.rand(3, 6, generator=gen(12), dtype=torch.float64)
+    want1 = [energy_loop(x1[i, :, None].numpy(), y1[i, :, None].numpy()) for i in range(3)]
+    np.testing.assert_allclose(energy_distance(x1, y1).numpy(), want1, rtol=1e-12)
+    x2 = torch.randn(2, 7, 2, generator=gen(13), dtype=torch.float64)
+    y2 = torch.rand(5, 2, generator=gen(14), dtype=torch.float64)  # shared (m, D) cloud
+    want2 = [energy_loop(x2[i].numpy(), y2.numpy()) for i in range(2)]
+    np.testing.assert_allclose(energy_distance(x2, y2).numpy(), want2, rtol=1e-12)
+
+
+def cdf_l2(x: np.ndarray, y: np.ndarray) -> float:
+    """∫ (F_x − F_y)² dt exactly: both CDFs are constant between consecutive pooled points."""
+    z = np.sort(np.concatenate([x, y]))
+    f = np.searchsorted(np.sort(x), z[:-1], side="right") / len(x)
+    g = np.searchsorted(np.sort(y), z[:-1], side="right") / len(y)
+    return float(np.sum((f - g) ** 2 * np.diff(z)))
+
+
+def test_energy_distance_1d_is_the_cdf_l2_distance():
+    # Székely: 2E|X−Y| − E|X−X'| − E|Y−Y'| = 2∫(F − G)², so the halved form here is ∫(F − G)²
+    x = torch.randn(4, 10, generator=gen(15), dtype=torch.float64)
+    y = 1.5 * torch.randn(4, 13, generator=gen(16), dtype=torch.float64) + 0.3
+    want = [cdf_l2(x[i].numpy(), y[i].numpy()) for i in range(4)]
+    np.testing.assert_allclose(energy_distance(x, y).numpy(), want, rtol=1e-12)
+
+
+def test_energy_distance_gradient_finite_and_correct():
+    x = torch.randn(2, 6, 2, generator=gen(17), dtype=torch.float64)
+    y = torch.randn(2, 5, 2, generator=gen(18), dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    energy_distance(xr, y).sum().backward()
+    torch.testing.assert_close(
+        xr.grad, central_fd(lambda z: energy_distance(z, y).sum(), x), rtol=1e-6, atol=1e-8
+    )
+    # coincident points (|0| inside the V-statistic): the gradient must stay finite
+    for pts in (x, x[..., :1]):
+        z = pts.clone().requires_grad_(True)
+        energy_distance(z, pts.detach().clone()).sum().backward()
+        assert torch.isfinite(z.grad).all()
+
+
+def test_energy_distance_matches_geomloss():
+    geomloss = pytest.importorskip("geomloss")
+    x = torch.randn(3, 20, 2, generator=gen(19), dtype=torch.float64)
+    y = torch.rand(3, 15, 2, generator=gen(20), dtype=torch.float64)
+    ref = geomloss.SamplesLoss("energy", backend="tensorized")(x, y)
+    # geomloss floors pairwise distances at 1e-4 (sqrt of a 1e-8 clamp), which shifts the i = i' terms
+    torch.testing.assert_close(energy_distance(x, y), ref, rtol=0, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- sinkhorn
+
+
+def test_sinkhorn_nonnegative_and_zero_for_identical_clouds():
+    x = 0.5 * torch.randn(4, 30, generator=gen(21), dtype=torch.float64)
+    y = torch.rand(4, 25, generator=gen(22), dtype=torch.float64) * 2 - 1
+    s = sinkhorn_divergence(x, y)
+    assert (s > 0).all()
+    x2 = torch.randn(3, 20, 2, generator=gen(23), dtype=torch.float64)
+    assert (
+        sinkhorn_divergence(x2, x2 + 0.05 * torch.randn(3, 20, 2, generator=gen(24), dtype=torch.float64)) > 0
+    ).all()
+    # S_ε(α, α) = 0 exactly; numerically the residual is second order in the 1e-3·ε stopping tolerance,
+    # while a wrong debiasing term would leave an O(ε) = O(1e-3) value
+    assert sinkhorn_divergence(x, x).abs().max() < 1e-8
+    assert sinkhorn_divergence(x2, x2).abs().max() < 1e-8
+
+
+@pytest.mark.parametrize(
+    "shape, shift, blur", [((2, 25), [0.3], 0.05), ((2, 25), [-0.2], 0.3), ((2, 20, 2), [0.3, -0.2], 0.1)]
+)
+def test_sinkhorn_translation_closed_form(shape, shift, blur):
+    # C = ½|x − y|²: shifting β by t adds separable terms only, so S_ε(α, α + t) = ½|t|² for every ε
+    x = torch.randn(*shape, generator=gen(25), dtype=torch.float64)
+    t = torch.tensor(shift, dtype=torch.float64)
+    y = x + t if x.ndim == 3 else x + t[0]
+    got = sinkhorn_divergence(x, y, blur=blur)
+    torch.testing.assert_close(
+        got, torch.full((2,), 0.5 * float((t**2).sum()), dtype=torch.float64), rtol=1e-5, atol=0
+    )
+
+
+def test_sinkhorn_small_blur_approaches_half_w2():
+    x = 0.5 * torch.randn(3, 64, generator=gen(26), dtype=torch.float64)
+    y = torch.rand(3, 80, generator=gen(27), dtype=torch.float64) * 2 - 1
+    s = sinkhorn_divergence(x, y, blur=0.01, scaling=0.95)
+    half_w2 = w2_between_samples(x, y) / 2
+    torch.testing.assert_close(s, half_w2, rtol=0.05, atol=0)
+
+
+def test_sinkhorn_matches_geomloss():
+    geomloss = pytest.importorskip("geomloss")
+    x = 0.5 * torch.randn(3, 40, generator=gen(28), dtype=torch.float64)
+    y = torch.rand(3, 50, generator=gen(29), dtype=torch.float64) * 2 - 1
+    for D, (xx, yy) in ((1, (x, y)), (2, (x.reshape(3, 20, 2), y.reshape(3, 25, 2)))):
+        xs, ys = (xx[..., None], yy[..., None]) if D == 1 else (xx, yy)
+        ref = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.05, scaling=0.9, backend="tensorized")(xs, ys)
+        # same algorithm as geomloss when the refinement is off
+        torch.testing.assert_close(
+            sinkhorn_divergence(xx, yy, 0.05, 0.9, refine=False), ref, rtol=1e-5, atol=0
+        )
+        # refined to convergence: geomloss' scaling 0.9 is a few % low; at 0.99 it is nearly converged
+        ref99 = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.05, scaling=0.99, backend="tensorized")(xs, ys)
+        torch.testing.assert_close(sinkhorn_divergence(xx, yy, 0.05, 0.9), ref99, rtol=3e-3, atol=0)
+        assert (torch.as_tensor(geomloss_sinkhorn(xx, yy, 0.05, 0.9)) == ref).all()
+
+
+@pytest.mark.parametrize("blur, p, D", [(0.3, 2, 1), (0.05, 2, 1), (0.1, 2, 2), (0.2, 1, 2)])
+def test_sinkhorn_gradient_matches_finite_differences(blur, p, D):
+    x = torch.randn(2, 6, D, generator=gen(30), dtype=torch.float64)
+    y = 0.7 * torch.randn(2, 7, D, generator=gen(31), dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    sinkhorn_divergence(xr, y, blur=blur, p=p).sum().backward()
+    fd = central_fd(lambda z: sinkhorn_divergence(z, y, blur=blur, p=p).sum(), x, h=1e-5)
+    torch.testing.assert_close(xr.grad, fd, rtol=1e-3, atol=1e-3 * float(fd.abs().max()))
+
+
+def test_sinkhorn_gradient_wrt_target_samples():
+    x = torch.randn(2, 5, generator=gen(32), dtype=torch.float64)
+    y = torch.randn(2, 6, generator=gen(33), dtype=torch.float64)
+    yr = y.clone().requires_grad_(True)
+    sinkhorn_divergence(x, yr, blur=0.2).sum().backward()
+    fd = central_fd(lambda z: sinkhorn_divergence(x, z, blur=0.2).sum(), y, h=1e-5)
+    torch.testing.assert_close(yr.grad, fd, rtol=1e-3, atol=1e-3 * float(fd.abs().max()))
+
+
+# ---------------------------------------------------------------------------------------------- factory
+
+
+def test_make_distance_dispatch():
+    labels = torch.randn(3, 8, generator=gen(34), dtype=torch.float64)
+    samples = torch.randn(11, generator=gen(35), dtype=torch.float64)
+    w2 = make_distance("w2")
+    torch.testing.assert_close(w2(labels, Uniform()), w2_to_target(labels, Uniform()))
+    torch.testing.assert_close(w2(labels, samples), w2_between_samples(labels, samples))
+    torch.testing.assert_close(w2(labels, "uniform"), w2_to_target(labels, Uniform()))
+    mid = torch.tensor(-1.0 + 2.0 * (np.arange(8) + 0.5) / 8)  # Uniform[-1, 1] midpoint quantiles
+    torch.testing.assert_close(make_distance("energy")(labels, Uniform()), energy_distance(labels, mid))
+    torch.testing.assert_close(make_distance("energy")(labels, samples), energy_distance(labels, samples))
+    sk = make_distance("sinkhorn", blur=0.2, scaling=0.8)
+    torch.testing.assert_close(sk(labels, Uniform()), sinkhorn_divergence(labels, mid, blur=0.2, scaling=0.8))
+    assert set(DISTANCES) == {"w2", "sinkhorn", "energy", "geomloss_sinkhorn"}
+
+
+def test_make_distance_errors():
+    with pytest.raises(UnknownNameError, match="did you mean 'sinkhorn'"):
+        make_distance("sinkhorm")
+    with pytest.raises(UnknownNameError, match="blur"):
+        make_distance("sinkhorn", blurr=0.1)
+    with pytest.raises(UnknownNameError):
+        make_distance("w2", blur=0.1)
+    with pytest.raises(ConfigError):
+        make_distance("sinkhorn", scaling=1.0)
+    with pytest.raises(ConfigError):
+        make_distance("sinkhorn", blur=-0.1)
+    with pytest.raises(ConfigError, match="negative"):
+        make_distance("geomloss_sinkhorn", scaling=0.5)
+
+
+def test_geomloss_missing_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "geomloss", None)  # makes `import geomloss` raise ImportError
+    with pytest.raises(ConfigError, match=r"learnscope\[sinkhorn\]"):
+        geomloss_sinkhorn(torch.zeros(1, 3), torch.zeros(3))
+
+
+def test_input_validation():
+    t = Uniform()
+    with pytest.raises(ShapeError):
+        w2_to_target(torch.zeros(5), t)
+    with pytest.raises(ShapeError):
+        w2_to_target(torch.zeros(2, 0), t)
+    with pytest.raises(NonFiniteError):
+        w2_to_target(torch.tensor([[0.0, math.nan]]), t)
+    with pytest.raises(ShapeError):
+        w2_between_samples(torch.zeros(3, 4), torch.zeros(2, 5))
+    with pytest.raises(NonFiniteError):
+        w2_between_samples(torch.zeros(3, 4), torch.tensor([0.0, math.inf]))
+    with pytest.raises(ShapeError):
+        energy_distance(torch.zeros(3, 4, 2), torch.zeros(2, 5, 2))
+    with pytest.raises(ShapeError):
+        energy_distance(torch.zeros(3, 4, 2), torch.zeros(3, 5, 3))
+    with pytest.raises(ShapeError):
+        sinkhorn_divergence(torch.zeros(3, 4), torch.zeros(2, 5))
+    with pytest.raises(NonFiniteError):
+        sinkhorn_divergence(torch.tensor([[math.nan, 0.0]]), torch.zeros(2))
+    with pytest.raises(ShapeError):
+        make_distance("energy")(torch.zeros(4), Uniform())
