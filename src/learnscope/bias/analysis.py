@@ -1,0 +1,449 @@
+"""Analysis tools that judge a meta-learned function (bias-spec §4 "Analysis tools", §5 items 10–11).
+
+Everything here is plain numpy (torch tensors are accepted and converted to float64 arrays). A function
+``f`` is a callable mapping an ``(N, d)`` numpy array of points to ``(N,)`` values.
+
+* Sphere quadrature: :func:`fibonacci_sphere` (near-equal-area lattice on S², an equal-weight quadrature) and
+  :func:`sphere_points` (that lattice for d = 3, seeded uniform points otherwise).
+* Harmonic content: :func:`harmonic_dimension`, :func:`harmonic_energy` (fraction of ‖f‖² per harmonic
+  degree on any S^{d−1}), :func:`real_spherical_harmonics` (orthonormal basis on S²) and
+  :func:`fourier_energy` (per-frequency energy on the circle).
+* Linear structure: :func:`affine_r2`, :func:`linear_fit`.
+* Series of functions: :func:`overlap_matrix` (cosine overlaps) and :func:`mean_products` (the authors'
+  raw measure).
+* Learners: :func:`generalisation_error` (few-shot held-out error averaged over draws) and
+  :func:`refit_half_mse` (the notebooks' "MSE", a capacity measure).
+
+All sphere averages use the uniform *probability* measure, approximated by the equal-weight mean over the
+points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from math import comb
+from typing import Any
+
+import numpy as np
+import scipy.special as sps
+import torch
+
+from learnscope.domains import fibonacci_sphere
+from learnscope.errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
+
+__all__ = [
+    "affine_r2",
+    "fibonacci_sphere",
+    "fourier_energy",
+    "generalisation_error",
+    "harmonic_dimension",
+    "harmonic_energy",
+    "linear_fit",
+    "mean_products",
+    "overlap_matrix",
+    "real_spherical_harmonics",
+    "refit_half_mse",
+    "sphere_points",
+]
+
+# Zonal centres per degree = N(d, l) + oversampling; with ~25 % extra centres the zonal design on
+# 20 000 points has condition number ≲ 25 on its top-N(d, l) singular values (vs up to 1e4 with exactly
+# N(d, l) centres), while the rank gap below them stays at machine precision.
+_OVERSAMPLE = 0.25
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _as_array(name: str, a: Any) -> np.ndarray:
+    """``a`` as a float64 numpy array (torch tensors are detached and moved to CPU); NaN/inf rejected."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().to(torch.float64).numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise NonFiniteError(f"{name} contains {bad} NaN/inf value(s); clean the input before calling")
+    return arr
+
+
+def _check_int_ge(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _eval_f(f: Callable, x: np.ndarray, name: str = "f") -> np.ndarray:
+    """Evaluate ``f`` on ``(N, d)`` points; the result must have N finite values, shape (N,) or (N, 1)."""
+    if not callable(f):
+        raise ConfigError(f"{name} must be a callable mapping an (N, d) array to (N,) values, got {type(f)}")
+    vals = _as_array(f"{name}(points)", f(x))
+    n = x.shape[0]
+    if vals.shape == (n, 1):
+        vals = vals[:, 0]
+    if vals.shape != (n,):
+        raise ShapeError(f"{name} must return shape ({n},) for {n} points, got {vals.shape}")
+    return vals
+
+
+def _unit_points(name: str, points: Any, d: int | None = None) -> np.ndarray:
+    x = _as_array(name, points)
+    if x.ndim != 2 or (d is not None and x.shape[1] != d):
+        want = "(N, d)" if d is None else f"(N, {d})"
+        raise ShapeError(f"{name} must have shape {want}, got {x.shape}")
+    norms = np.linalg.norm(x, axis=1)
+    if np.abs(norms - 1.0).max(initial=0.0) > 1e-6:
+        raise ConfigError(
+            f"{name} must lie on the unit sphere (max |‖x‖ − 1| = {np.abs(norms - 1).max():.2e})"
+        )
+    return x
+
+
+# ----------------------------------------------------------------------------------------------- points
+def sphere_points(d: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` well-spread points on S^{d−1} ⊂ R^d: shape ``(n, d)``.
+
+    For ``d == 3`` the Fibonacci lattice (``seed`` is ignored); otherwise ``n`` uniform random points
+    g/‖g‖, g ~ N(0, I_d), drawn from ``np.random.default_rng(seed)``.
+    """
+    d = _check_int_ge("d", d, 2)
+    check_positive_int("n", n)
+    if d == 3:
+        return fibonacci_sphere(n)
+    g = np.random.default_rng(seed).standard_normal((n, d))
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------ harmonic energies
+def harmonic_dimension(d: int, l: int) -> int:
+    """Dimension N(d, l) of the space of degree-``l`` spherical harmonics on S^{d−1} ⊂ R^d.
+
+    .. math:: N(d, l) = \\binom{l + d - 1}{l} - \\binom{l + d - 3}{l - 2}
+
+    (homogeneous polynomials of degree l minus those of degree l − 2); N(3, l) = 2l + 1, N(2, l≥1) = 2.
+    """
+    d = _check_int_ge("d", d, 2)
+    l = _check_int_ge("l", l, 0)
+    return comb(l + d - 1, l) - (comb(l + d - 3, l - 2) if l >= 2 else 0)
+
+
+def _zonal(d: int, l: int, t: np.ndarray) -> np.ndarray:
+    """Zonal degree-l profile on S^{d−1}: Gegenbauer C_l^{((d−2)/2)}(t), Chebyshev T_l(t) for d = 2."""
+    if d == 2:
+        return sps.eval_chebyt(l, t)
+    return sps.eval_gegenbauer(l, (d - 2) / 2.0, t)
+
+
+def _degree_basis(x: np.ndarray, l: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Basis of the degree-l harmonics on the rows of ``x`` and the exact L² Gram of its columns.
+
+    Returns ``q`` of shape ``(N, N(d, l))``, orthonormal in the Euclidean sense on the points, and ``m`` of
+    shape ``(N(d, l), N(d, l))`` with ``c @ m @ c`` = ∫ (q c)² dσ, the mean square of the component q c
+    under the uniform probability measure (exact, not a sum over the points).
+
+    The degree-l space is spanned by zonal functions C_l(x·p_j) around generic centres p_j; we take
+    N(d, l) plus ~25 % extra random centres and keep the top N(d, l) left singular vectors of that design.
+    By the reproducing property of the zonal kernel N(d, l) C_l(x·y)/C_l(1),
+
+    .. math:: \\int C_l(x\\cdot p)\\,C_l(x\\cdot q)\\,d\\sigma(x) = \\frac{C_l(1)\\,C_l(p\\cdot q)}{N(d, l)},
+
+    which gives ``m`` from the change of basis q = Z D⁻¹ V S⁻¹ (Z the zonal design, D its column norms).
+    """
+    n, d = x.shape
+    dim = harmonic_dimension(d, l)
+    if l == 0:
+        return np.full((n, 1), 1.0 / math.sqrt(n)), np.full((1, 1), 1.0 / n)
+    k = dim + max(2, math.ceil(_OVERSAMPLE * dim))
+    p = rng.standard_normal((k, d))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    z = _zonal(d, l, np.clip(x @ p.T, -1.0, 1.0))
+    norms = np.linalg.norm(z, axis=0)
+    u, s, vt = np.linalg.svd(z / norms, full_matrices=False)
+    b = vt[:dim].T / s[:dim] / norms[:, None]  # q = z @ b, shape (k, dim)
+    c1 = float(_zonal(d, l, np.ones(1))[0])
+    gram = c1 * _zonal(d, l, np.clip(p @ p.T, -1.0, 1.0)) / dim
+    m = b.T @ gram @ b
+    return u[:, :dim], (m + m.T) / 2
+
+
+def harmonic_energy(
+    f: Callable[[np.ndarray], np.ndarray],
+    d: int,
+    max_degree: int = 6,
+    n_points: int = 20000,
+    points: Any = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Fraction of ‖f‖² (uniform measure on S^{d−1}) in each harmonic degree: shape ``(max_degree + 2,)``.
+
+    Entry l (0 ≤ l ≤ max_degree) is the energy fraction of degree l; the last entry is the remainder (all
+    degrees > max_degree). The entries are non-negative and sum to 1.
+
+    Method (valid for any d ≥ 2): on ``points`` (default :func:`sphere_points` ``(d, n_points, seed)``, the
+    Fibonacci lattice on S²) build for every degree l ≤ max_degree a basis Q_l of the degree-l harmonics
+    from zonal Gegenbauer functions C_l^{((d−2)/2)}(x·p_j) (Chebyshev T_l for d = 2) around seeded generic
+    centres p_j, orthonormalised on the points by an SVD; fit f by least squares on all degrees jointly,
+    f ≈ Σ_l Q_l c_l + r, and report
+
+    .. math:: e_l = \\frac{\\|Q_l c_l\\|^2}{\\sum_k \\|Q_k c_k\\|^2 + \\|r\\|^2},\\qquad
+              e_{>L} = \\frac{\\|r\\|^2}{\\sum_k \\|Q_k c_k\\|^2 + \\|r\\|^2}.
+
+    ‖Q_l c_l‖² is the *exact* uniform-measure mean square of the fitted degree-l component (from the
+    closed-form L² Gram of zonal functions, see ``_degree_basis``), ‖r‖² the mean square of the residual
+    over the points. Hence a function of degree ≤ max_degree gets its exact fractions on any point set
+    (random points included, no Monte-Carlo error); otherwise the denominator equals ‖f‖² up to quadrature
+    error (≈1e-6 relative on the 20 000-point lattice, Monte-Carlo size with random points), and energy
+    above max_degree that the points cannot resolve aliases into lower degrees, as with any finite point set.
+
+    Needs ``n_points ≥ 2 P`` with P = Σ_{l ≤ max_degree} N(d, l) basis functions. Cost: one SVD of an
+    ``(n_points, ~1.25 N(d, l))`` matrix per degree plus one least-squares solve with P columns.
+    """
+    d = _check_int_ge("d", d, 2)
+    max_degree = _check_int_ge("max_degree", max_degree, 0)
+    if points is None:
+        check_positive_int("n_points", n_points)
+        x = sphere_points(d, n_points, seed)
+    else:
+        x = _unit_points("points", points, d)
+    n_basis = sum(harmonic_dimension(d, l) for l in range(max_degree + 1))
+    if x.shape[0] < 2 * n_basis:
+        raise ConfigError(
+            f"harmonic_energy up to degree {max_degree} on S^{d - 1} fits {n_basis} basis functions "
+            f"and needs >= {2 * n_basis} points, got {x.shape[0]}"
+        )
+    vals = _eval_f(f, x)
+    rng = np.random.default_rng([int(seed), 1])
+    blocks = [_degree_basis(x, l, rng) for l in range(max_degree + 1)]
+    design = np.concatenate([q for q, _ in blocks], axis=1)
+    coef, *_ = np.linalg.lstsq(design, vals, rcond=None)
+    parts, start = [], 0
+    for q, m in blocks:
+        c = coef[start : start + q.shape[1]]
+        parts.append(max(float(c @ m @ c), 0.0))
+        start += q.shape[1]
+    resid = vals - design @ coef
+    parts.append(float(resid @ resid) / len(vals))
+    energy = np.asarray(parts)
+    total = energy.sum()
+    if not total > 0.0:
+        raise ConfigError("f is identically zero on the points; its energy fractions are undefined")
+    return energy / total
+
+
+def real_spherical_harmonics(l_max: int, points: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Real spherical harmonics of degree ≤ ``l_max`` on S²: values ``(N, (l_max + 1)²)`` and (l, m) labels.
+
+    Orthonormal w.r.t. the uniform probability measure (mean of Y² over the sphere = 1), built from
+    ``scipy.special.sph_harm_y(l, m, polar, azimuth)`` with polar = arccos z, azimuth = atan2(y, x):
+
+    .. math:: Y_{l0} = \\sqrt{4\\pi}\\,Y_l^0,\\quad
+              Y_{lm} = \\sqrt{8\\pi}\\,(-1)^m\\,\\mathrm{Re}\\,Y_l^{m}\\ (m > 0),\\quad
+              Y_{lm} = \\sqrt{8\\pi}\\,(-1)^m\\,\\mathrm{Im}\\,Y_l^{|m|}\\ (m < 0).
+
+    Columns are ordered l = 0, 1, …, and within a degree m = −l, …, l. ``points`` is ``(N, 3)`` on the unit
+    sphere.
+    """
+    l_max = _check_int_ge("l_max", l_max, 0)
+    x = _unit_points("points", points, 3)
+    labels = [(l, m) for l in range(l_max + 1) for m in range(-l, l + 1)]
+    ls = np.array([lm[0] for lm in labels])
+    ms = np.array([lm[1] for lm in labels])
+    polar = np.arccos(np.clip(x[:, 2], -1.0, 1.0))[:, None]
+    azimuth = np.arctan2(x[:, 1], x[:, 0])[:, None]
+    y = sps.sph_harm_y(ls[None, :], np.abs(ms)[None, :], polar, azimuth)
+    sign = np.where(ms % 2 == 0, 1.0, -1.0)
+    out = np.where(
+        ms == 0,
+        math.sqrt(4 * math.pi) * y.real,
+        math.sqrt(8 * math.pi) * sign * np.where(ms > 0, y.real, y.imag),
+    )
+    return out, labels
+
+
+def fourier_energy(
+    f: Callable[[np.ndarray], np.ndarray], max_freq: int = 8, n_points: int = 4096
+) -> np.ndarray:
+    """Fraction of ‖f‖² on the unit circle at frequencies 0..max_freq, plus the remainder: ``(max_freq+2,)``.
+
+    ``f`` is evaluated at the ``n_points`` equispaced points x_k = (cos θ_k, sin θ_k), θ_k = 2πk/n; with
+    the real FFT coefficients F_k, Parseval gives the energy of frequency k as |F_0|²/n² for k = 0 and
+    2|F_k|²/n² for 0 < k < n/2 (|F_{n/2}|²/n² at the Nyquist frequency). Frequencies ≥ n/2 alias into lower
+    ones, so n_points should exceed twice the highest frequency present; it must be > 2·max_freq + 1.
+    """
+    max_freq = _check_int_ge("max_freq", max_freq, 0)
+    check_positive_int("n_points", n_points)
+    if n_points < 2 * max_freq + 2:
+        raise ConfigError(
+            f"fourier_energy up to frequency {max_freq} needs >= {2 * max_freq + 2} points, got {n_points}"
+        )
+    theta = 2.0 * math.pi * np.arange(n_points) / n_points
+    x = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    vals = _eval_f(f, x)
+    power = np.abs(np.fft.rfft(vals)) ** 2
+    power[1:] *= 2.0
+    if n_points % 2 == 0:
+        power[-1] /= 2.0  # the Nyquist coefficient has no conjugate partner
+    total = power.sum()
+    if not total > 0.0:
+        raise ConfigError("f is identically zero on the circle; its energy fractions are undefined")
+    frac = power / total
+    return np.concatenate([frac[: max_freq + 1], [frac[max_freq + 1 :].sum()]])
+
+
+# ---------------------------------------------------------------------------------------- linear fits
+def _xy(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    xa, ya = _as_array("x", x), _as_array("y", y)
+    if xa.ndim == 1:
+        xa = xa[:, None]
+    if xa.ndim != 2 or ya.ndim != 1 or xa.shape[0] != ya.shape[0]:
+        raise ShapeError(
+            f"x must be (N, p) or (N,) and y (N,) with the same N, got {xa.shape} and {ya.shape}"
+        )
+    if ya.shape[0] < 2:
+        raise ShapeError(f"a linear fit needs at least 2 points, got {ya.shape[0]}")
+    return xa, ya
+
+
+def linear_fit(x: Any, y: Any, bias: bool = True) -> tuple[np.ndarray, float]:
+    """Least-squares fit y ≈ x w + b: returns weights ``w`` of shape ``(p,)`` and intercept ``b``.
+
+    ``x`` is ``(N, p)`` (or ``(N,)`` for one feature), ``y`` is ``(N,)``. With ``bias=False`` the fit is
+    y ≈ x w through the origin and ``b = 0.0``. Rank-deficient x gets the minimum-norm solution.
+    """
+    xa, ya = _xy(x, y)
+    design = np.concatenate([xa, np.ones((xa.shape[0], 1))], axis=1) if bias else xa
+    coef, *_ = np.linalg.lstsq(design, ya, rcond=None)
+    return (coef[:-1], float(coef[-1])) if bias else (coef, 0.0)
+
+
+def affine_r2(x: Any, y: Any, bias: bool = True) -> float:
+    """R² of the least-squares affine (``bias=True``) or through-the-origin linear fit of y on x.
+
+    .. math:: R^2 = 1 - \\frac{\\sum_i (y_i - \\hat y_i)^2}{\\sum_i (y_i - \\bar y)^2}
+
+    SS_tot is taken about the mean of y in both cases, so for ``bias=False`` R² measures the fit against
+    the best *constant* predictor and can be negative (it is not the uncentred R² of some packages).
+    Raises :class:`ConfigError` if y is constant (R² undefined).
+    """
+    xa, ya = _xy(x, y)
+    w, b = linear_fit(xa, ya, bias=bias)
+    resid = ya - (xa @ w + b)
+    ss_tot = float(((ya - ya.mean()) ** 2).sum())
+    if not ss_tot > 0.0:
+        raise ConfigError("y is constant, so R² is undefined; pass a non-constant y")
+    return 1.0 - float(resid @ resid) / ss_tot
+
+
+# ----------------------------------------------------------------------------------- series of functions
+def _values_matrix(values: Any) -> np.ndarray:
+    v = _as_array("values", values)
+    if v.ndim != 2 or v.shape[1] == 0:
+        raise ShapeError(f"values must have shape (k, N): k functions on the same N points, got {v.shape}")
+    return v
+
+
+def mean_products(values: Any) -> np.ndarray:
+    """Raw mean products M_ij = mean_x f_i(x) f_j(x) of k functions: ``(k, N)`` values → ``(k, k)``."""
+    v = _values_matrix(values)
+    return v @ v.T / v.shape[1]
+
+
+def overlap_matrix(values: Any) -> np.ndarray:
+    """Cosine overlaps of k functions on the same points: ``(k, N)`` values → ``(k, k)``, unit diagonal.
+
+    .. math:: O_{ij} = \\frac{\\mathrm{mean}(f_i f_j)}{\\sqrt{\\mathrm{mean}(f_i^2)\\,\\mathrm{mean}(f_j^2)}}
+
+    Un-centred (the constant part counts), so O = 0 means orthogonal in L²(points).
+    """
+    m = mean_products(values)
+    diag = np.diag(m)
+    if not (diag > 0).all():
+        raise ConfigError(
+            f"function(s) {np.flatnonzero(diag <= 0).tolist()} are zero on all points; "
+            "their overlaps are undefined"
+        )
+    s = np.sqrt(diag)
+    out = m / s[:, None] / s[None, :]
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- learners
+def refit_half_mse(learner_fit_values: Any, values: Any) -> float:
+    """The notebooks' "MSE": Σ_i (ĝ_i − f_i)² / (2N) between a learner's refit ĝ and the target f, both (N,).
+
+    A capacity measure (how well the learner can represent f on the evaluation set), not a generalisation
+    error (bias-spec §5 item 10).
+    """
+    g, fv = _as_array("learner_fit_values", learner_fit_values), _as_array("values", values)
+    if g.ndim != 1 or g.shape != fv.shape or g.shape[0] == 0:
+        raise ShapeError(
+            f"learner_fit_values and values must both be (N,) with N > 0, got {g.shape}, {fv.shape}"
+        )
+    return float(((g - fv) ** 2).sum() / (2 * g.shape[0]))
+
+
+def generalisation_error(
+    learner: Any,
+    f: Callable[[np.ndarray], np.ndarray],
+    domain: Any,
+    n_train: int,
+    n_test: int,
+    draws: int = 200,
+    seed: int = 0,
+    batch: int = 50,
+    dtype: torch.dtype = torch.float64,
+) -> dict:
+    """Few-shot held-out error of ``learner`` on target ``f``, averaged over ``draws`` independent tasks.
+
+    Each draw samples ``n_train + n_test`` points from ``domain`` (``sample_batch(B, n, generator, dtype)``
+    → ``(B, n, d)``), labels them with ``f`` and calls
+    ``learner.fit_predict(x_tr (B, n_train, d), y_tr (B, n_train), x_te (B, n_test, d), generator=g)``
+    → ``(B, n_test)``, ``batch`` draws per call, under ``torch.no_grad``. The data come from
+    ``torch.Generator().manual_seed(seed)`` and the learner's own randomness from a second generator seeded
+    ``seed + 1``, so two learners evaluated with the same seed see the same tasks.
+
+    Returns ``{"mse", "sem", "relative", "draws"}``: the mean over draws of the per-draw test MSE, its
+    standard error (std with ddof = 1 over √draws; NaN when draws == 1), mse divided by mean(f²) over all
+    test points (a learner that always predicts 0 scores ≈ 1), and the number of draws.
+    """
+    if not hasattr(learner, "fit_predict"):
+        raise ConfigError(f"learner must have a fit_predict method, got {type(learner).__name__}")
+    if not hasattr(domain, "sample_batch"):
+        raise ConfigError(f"domain must have a sample_batch method, got {type(domain).__name__}")
+    n_train, n_test = check_positive_int("n_train", n_train), check_positive_int("n_test", n_test)
+    draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
+    data_gen = torch.Generator().manual_seed(int(seed))
+    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
+    per_draw, sq_targets = [], []
+    with torch.no_grad():
+        for start in range(0, draws, batch):
+            b = min(batch, draws - start)
+            x = domain.sample_batch(b, n_train + n_test, data_gen, dtype)
+            if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[:2] != (b, n_train + n_test):
+                raise ShapeError(
+                    f"domain.sample_batch must return a ({b}, {n_train + n_test}, d) tensor, "
+                    f"got {getattr(x, 'shape', type(x))}"
+                )
+            d = x.shape[2]
+            y = _eval_f(f, x.reshape(-1, d).detach().cpu().to(torch.float64).numpy()).reshape(
+                b, n_train + n_test
+            )
+            y_t = torch.as_tensor(y, dtype=dtype, device=x.device)
+            pred = learner.fit_predict(
+                x[:, :n_train], y_t[:, :n_train], x[:, n_train:], generator=learner_gen
+            )
+            pred = _as_array("learner prediction", pred)
+            if pred.shape != (b, n_test):
+                raise ShapeError(f"learner.fit_predict must return ({b}, {n_test}), got {pred.shape}")
+            y_te = y[:, n_train:]
+            per_draw.append(((pred - y_te) ** 2).mean(axis=1))
+            sq_targets.append((y_te**2).mean(axis=1))
+    errs = np.concatenate(per_draw)
+    mse = float(errs.mean())
+    sem = float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
+    mean_sq = float(np.concatenate(sq_targets).mean())
+    if not mean_sq > 0.0:
+        raise ConfigError("f is zero on every test point, so the relative error is undefined")
+    return {"mse": mse, "sem": sem, "relative": mse / mean_sq, "draws": draws}
