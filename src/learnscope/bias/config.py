@@ -1,0 +1,284 @@
+"""Experiment configs for ``learnscope bias run``: TOML in, validated and fully resolved config out.
+
+A config has these tables (every key optional except where noted)::
+
+    [run]       kind = "easiest" | "series" | "contrast", seeds = [0, 1], title, description
+    [domain]    name = "sphere" | "disc" | "circle" | "hypercube" + its parameters      (required)
+    [target]    name = "uniform" | "gaussian" | "empirical" + its parameters          (default uniform[-1, 1])
+    [learner]   name = "ridge" | "kernel_ridge" | "random_features" + its parameters  (required)
+    [learner_b] the second learner of a contrast (required for kind = "contrast")
+    [meta]      hidden, layers, cos, tied                                             (meta-learner network)
+    [search]    every field of :class:`~learnscope.bias.search.SearchSettings`
+    [[series]]  one table per function of a series: overrides of [search] for that function
+    [analysis]  how found functions are judged (see :class:`AnalysisSettings`)
+
+Unknown tables or keys raise :class:`~learnscope.errors.UnknownNameError` naming the nearest valid key;
+``--set search.steps=50`` style overrides are applied before validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from learnscope.bias.search import SearchSettings
+from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+
+KINDS = ("easiest", "series", "contrast")
+SECTIONS = ("run", "domain", "target", "learner", "learner_b", "meta", "search", "series", "analysis")
+RUN_KEYS = ("kind", "seeds", "title", "description")
+META_KEYS = ("hidden", "layers", "cos", "tied")
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class AnalysisSettings:
+    """How a found function is judged after training.
+
+    n_eval : evaluation points for spectra, fits and overlaps (a Fibonacci lattice on S²).
+    max_degree : highest harmonic degree (sphere) or frequency (circle) resolved; the rest is "remainder".
+    gen_draws : independent (train, test) draws averaged in the few-shot generalisation error.
+    gen_n_train, gen_n_test : sizes of those draws; 0 means "as in [search]" (n_train, n_test).
+    """
+
+    n_eval: int = 20000
+    max_degree: int = 6
+    gen_draws: int = 200
+    gen_n_train: int = 0
+    gen_n_test: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int("analysis.n_eval", self.n_eval)
+        check_positive_int("analysis.gen_draws", self.gen_draws)
+        for name in ("max_degree", "gen_n_train", "gen_n_test"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"analysis.{name} must be an integer >= 0, got {v!r}")
+
+
+@dataclass
+class ExperimentConfig:
+    """A validated experiment: what :func:`learnscope.bias.experiment.run_experiment` executes."""
+
+    kind: str
+    seeds: list[int]
+    domain: dict
+    learner: dict
+    target: dict = field(default_factory=lambda: {"name": "uniform"})
+    learner_b: dict | None = None
+    meta: dict = field(default_factory=dict)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    series: list[SearchSettings] = field(default_factory=list)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    title: str = ""
+    description: str = ""
+
+    def function_settings(self) -> list[SearchSettings]:
+        """Settings of each function to find: one for easiest/contrast, one per [[series]] table."""
+        return self.series if self.kind == "series" else [self.search]
+
+    def to_dict(self, domain: dict | None = None, target: dict | None = None, learners: tuple = ()) -> dict:
+        """The fully resolved config as plain TOML-able data (resolved component descriptions if given)."""
+        out: dict[str, Any] = {
+            "run": {
+                "kind": self.kind,
+                "seeds": list(self.seeds),
+                "title": self.title,
+                "description": self.description,
+            },
+            "domain": domain or self.domain,
+            "target": target or self.target,
+            "learner": learners[0] if learners else self.learner,
+            "meta": dict(self.meta),
+            "search": asdict(self.search),
+            "analysis": asdict(self.analysis),
+        }
+        if self.learner_b is not None:
+            out["learner_b"] = learners[1] if len(learners) > 1 else self.learner_b
+        if self.kind == "series":
+            out["series"] = [asdict(s) for s in self.series]
+        return _drop_none(out)
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: a key whose value is None (a library default) is left out."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _check_keys(table: dict, valid: tuple[str, ...] | list[str], where: str) -> None:
+    for key in table:
+        if key not in valid:
+            raise UnknownNameError(f"key in [{where}]", key, valid)
+
+
+def _table(raw: dict, name: str, required: bool = False) -> dict:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"the config needs a [{name}] table")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table, got {type(value).__name__}")
+    return dict(value)
+
+
+def _settings(table: dict, base: SearchSettings | None, where: str) -> SearchSettings:
+    valid = [f.name for f in fields(SearchSettings)]
+    _check_keys(table, valid, where)
+    merged = asdict(base) if base is not None else {}
+    merged.update(table)
+    try:
+        return SearchSettings(**merged)
+    except TypeError as err:  # a wrongly typed value that the dataclass could not take
+        raise ConfigError(f"[{where}]: {err}") from None
+
+
+def parse_config(raw: dict) -> ExperimentConfig:
+    """Validate a config dictionary (as read from TOML) and return an :class:`ExperimentConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config is a TOML document of tables")
+    _check_keys(raw, SECTIONS, "config (top-level table)")
+    run = _table(raw, "run")
+    _check_keys(run, RUN_KEYS, "run")
+    kind = run.get("kind", "easiest")
+    if kind not in KINDS:
+        raise UnknownNameError("run.kind", kind, KINDS)
+    seeds = run.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+    ):
+        raise ConfigError(f"run.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"run.seeds has duplicates: {seeds}")
+
+    domain = _table(raw, "domain", required=True)
+    learner = _table(raw, "learner", required=True)
+    learner_b = _table(raw, "learner_b") or None
+    if kind == "contrast" and learner_b is None:
+        raise ConfigError(
+            "run.kind = 'contrast' needs a [learner_b] table (the learner that should find it hard)"
+        )
+    if kind != "contrast" and learner_b is not None:
+        raise ConfigError(f"[learner_b] is only used by run.kind = 'contrast', not {kind!r}")
+    target = _table(raw, "target") or {"name": "uniform"}
+    meta = _table(raw, "meta")
+    _check_keys(meta, META_KEYS, "meta")
+    search = _settings(_table(raw, "search"), None, "search")
+
+    series_raw = raw.get("series", [])
+    if kind == "series":
+        if not isinstance(series_raw, list) or not series_raw:
+            raise ConfigError("run.kind = 'series' needs one [[series]] table per function (at least one)")
+        series = []
+        for i, t in enumerate(series_raw):
+            if not isinstance(t, dict):
+                raise ConfigError(f"[[series]] entry {i + 1} must be a table")
+            series.append(_settings(t, search, f"series {i + 1}"))
+    else:
+        if series_raw:
+            raise ConfigError(f"[[series]] tables are only used by run.kind = 'series', not {kind!r}")
+        series = []
+    analysis_t = _table(raw, "analysis")
+    _check_keys(analysis_t, [f.name for f in fields(AnalysisSettings)], "analysis")
+    analysis = AnalysisSettings(**analysis_t)
+    return ExperimentConfig(
+        kind=kind,
+        seeds=list(seeds),
+        domain=domain,
+        learner=learner,
+        target=target,
+        learner_b=learner_b,
+        meta=meta,
+        search=search,
+        series=series,
+        analysis=analysis,
+        title=str(run.get("title", "")),
+        description=str(run.get("description", "")),
+    )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``"search.steps=50"`` into (["search", "steps"], 50); values are TOML literals or bare strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. search.steps=50), got {text!r}")
+    key, value = text.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set has an empty key part in {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return path, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with each ``key.path=value`` applied (``series.2.steps=100`` indexes from 1)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = out
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                node = _list_item(node, part, path)
+                continue
+            if part not in node:
+                if i == 0 and part not in SECTIONS:
+                    raise UnknownNameError("config section in --set", part, SECTIONS)
+                node[part] = {}
+            node = node[part]
+        last = path[-1]
+        if isinstance(node, list):
+            raise ConfigError(
+                f"--set {'.'.join(path)}: name a key inside series entry {last}, e.g. series.{last}.steps"
+            )
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:-1])} is not a table")
+        node[last] = value
+    return out
+
+
+def _list_item(node: list, part: str, path: list[str]) -> Any:
+    if not part.isdigit() or not 1 <= int(part) <= len(node):
+        raise ConfigError(f"--set {'.'.join(path)}: index {part!r} must be 1..{len(node)}")
+    return node[int(part) - 1]
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file path, or the name of a bundled config (``fig2_kernel_sphere``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = BUNDLED_DIR / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
+    if bundled.is_file() and p.parent == Path("."):
+        return bundled
+    available = sorted(x.stem for x in BUNDLED_DIR.glob("*.toml"))
+    if p.parent == Path(".") and p.suffix == "":
+        raise UnknownNameError("config (no such file or bundled config)", p.name, available)
+    raise ConfigError(f"config file {str(p)!r} does not exist (bundled configs: {', '.join(available)})")
+
+
+def load_config(
+    name_or_path: str | Path, overrides: list[str] = (), seed: int | None = None
+) -> ExperimentConfig:
+    """Read, override and validate a config file (or bundled config name)."""
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    raw = apply_overrides(raw, list(overrides))
+    if seed is not None:
+        raw.setdefault("run", {})["seeds"] = [seed]
+    return parse_config(raw)

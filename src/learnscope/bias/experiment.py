@@ -1,0 +1,274 @@
+"""Run a validated :class:`~learnscope.bias.config.ExperimentConfig` end to end and judge what it found.
+
+:func:`run_experiment` builds the domain, target, learner(s) and meta-learner from the config, runs
+Algorithm 1 once (easiest / contrast) or once per function (series) for all seeds in one batched
+computation, then :func:`evaluate` measures every found function on a fixed evaluation set.
+A series checkpoints each finished function into ``checkpoint_dir`` and resumes from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learnscope.bias import analysis
+from learnscope.bias.config import ExperimentConfig
+from learnscope.bias.metalearner import MetaMLP
+from learnscope.bias.search import FoundFunction, SearchResult, SearchSettings, meta_train
+from learnscope.domains import Circle, Domain, Sphere, make_domain
+from learnscope.learners.registry import make_learner
+from learnscope.targets import Target, make_target
+
+
+@dataclass
+class Components:
+    """The objects a config describes."""
+
+    domain: Domain
+    target: Target
+    learner: object
+    learner_b: object | None
+    make_meta: Callable[[], MetaMLP]
+
+    def learner_specs(self) -> tuple[dict, ...]:
+        out = [_describe(self.learner)]
+        if self.learner_b is not None:
+            out.append(_describe(self.learner_b))
+        return tuple(out)
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` returns: the found functions, their metrics and arrays to save."""
+
+    config: ExperimentConfig
+    components: Components
+    functions: list[SearchResult]
+    metrics: dict = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    eval_points: np.ndarray | None = None
+
+    def resolved_config(self) -> dict:
+        c = self.components
+        return self.config.to_dict(_describe(c.domain), c.target.describe(), c.learner_specs())
+
+
+def _describe(obj: object) -> dict:
+    describe = getattr(obj, "describe", None)
+    return describe() if callable(describe) else {"name": type(obj).__name__}
+
+
+def build_components(cfg: ExperimentConfig) -> Components:
+    """Domain, target, learners and a meta-learner factory from the config tables."""
+    domain = make_domain(cfg.domain)
+    target = make_target(cfg.target)
+    learner = make_learner(cfg.learner)
+    learner_b = make_learner(cfg.learner_b) if cfg.learner_b is not None else None
+    meta_kw = {"hidden": 150, "layers": 2, "cos": False, "tied": True} | cfg.meta
+
+    def make_meta() -> MetaMLP:
+        return MetaMLP(domain.dim, **meta_kw)
+
+    make_meta()  # validate the [meta] values now, before any work
+    return Components(domain, target, learner, learner_b, make_meta)
+
+
+def config_digest(resolved: dict) -> str:
+    """A short hash of a resolved config: a checkpoint is only resumed by the identical experiment."""
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _save_function(path: Path, res: SearchResult, digest: str) -> None:
+    arrays = {f"state_{k}": v for k, v in res.function.state().items()}
+    arrays |= {f"history_{k}": v for k, v in res.history.items()}
+    arrays["step_times_s"] = res.extra["step_times_s"]
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, digest=np.array(digest), **arrays)
+    tmp.replace(path)
+
+
+def _load_function(
+    path: Path,
+    digest: str,
+    meta: MetaMLP,
+    previous: list[FoundFunction],
+    settings: SearchSettings,
+    seeds: list[int],
+) -> SearchResult | None:
+    with np.load(path) as z:
+        if str(z["digest"]) != digest:
+            return None
+        params = [
+            torch.from_numpy(z[f"state_param{i}"]) for i in range(sum(k.startswith("state_param") for k in z))
+        ]
+        coef = torch.from_numpy(z["state_deflation_coef"]) if "state_deflation_coef" in z else None
+        history = {k.removeprefix("history_"): z[k] for k in z if k.startswith("history_")}
+        extra = {"step_times_s": z["step_times_s"], "resumed": True}
+    fn = FoundFunction(meta, params, previous if coef is not None else (), coef, seeds)
+    return SearchResult(fn, history, settings, seeds, extra=extra)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    components: Components | None = None,
+) -> ExperimentResult:
+    """Find the function(s) the config asks for, for all its seeds, and evaluate them.
+
+    progress : show a progress bar over meta-steps.
+    checkpoint_dir : where finished functions of a series are saved; a rerun with the same resolved
+        config loads them instead of training again.
+    """
+    comp = components or build_components(cfg)
+    settings_list = cfg.function_settings()
+    result = ExperimentResult(cfg, comp, [])
+    digest = config_digest(result.resolved_config())
+    t0 = time.perf_counter()
+    for k, settings in enumerate(settings_list):
+        previous = [r.function for r in result.functions]
+        label = f"function {k + 1}/{len(settings_list)}" if len(settings_list) > 1 else "meta-steps"
+        ckpt = checkpoint_dir / f"function_{k + 1}.npz" if checkpoint_dir is not None else None
+        res = None
+        if ckpt is not None and ckpt.is_file():
+            res = _load_function(ckpt, digest, comp.make_meta(), previous, settings, cfg.seeds)
+        if res is None:
+            res = meta_train(
+                comp.make_meta(),
+                comp.domain,
+                comp.learner,
+                comp.target,
+                settings,
+                cfg.seeds,
+                previous=previous,
+                learner_b=comp.learner_b,
+                progress=label if progress else False,
+            )
+            if ckpt is not None:
+                _save_function(ckpt, res, digest)
+        result.functions.append(res)
+    train_time = time.perf_counter() - t0
+    evaluate(result)
+    result.metrics["train_wall_time_s"] = train_time
+    return result
+
+
+def evaluation_points(domain: Domain, n: int, seed: int = 12345) -> np.ndarray:
+    """A fixed, evenly spread evaluation set (:meth:`Domain.spread_sample`): shape ``(n, d)``, float64."""
+    return domain.spread_sample(n, torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+
+
+def _evaluation_learner(learner: object) -> object:
+    """A learner of the same family that draws fresh randomness each call (fixed features are per run)."""
+    spec = _describe(learner)
+    if spec.get("resample") is False:
+        return make_learner(spec | {"resample": True})
+    return learner
+
+
+def _summary(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
+
+
+def evaluate(result: ExperimentResult) -> None:
+    """Fill ``result.metrics`` and ``result.arrays`` with measurements of every found function and seed.
+
+    Per function and seed: label mean/std; affine and no-bias linear R² with the linear weights; harmonic
+    energy per degree (sphere) or Fourier energy per frequency (circle); few-shot generalisation error of
+    the learner (and of learner B for a contrast, with the ratio B/A). For a series: the overlap matrix
+    (cosine of the un-centred inner products) of the functions on the evaluation set, per seed.
+    """
+    cfg, comp = result.config, result.components
+    an = cfg.analysis
+    domain = comp.domain
+    points = evaluation_points(domain, an.n_eval)
+    result.eval_points = points
+    learner_a = _evaluation_learner(comp.learner)
+    learner_b = _evaluation_learner(comp.learner_b) if comp.learner_b is not None else None
+    S = len(cfg.seeds)
+    x = torch.from_numpy(points).unsqueeze(0).expand(S, *points.shape)
+    functions_out = []
+    all_values = []
+    for k, res in enumerate(result.functions):
+        settings = res.settings
+        n_tr = an.gen_n_train or settings.n_train
+        n_te = an.gen_n_test or settings.n_test
+        values = res.function(x).double().numpy()  # (S, n_eval)
+        all_values.append(values)
+        per_seed = []
+        for i, seed in enumerate(cfg.seeds):
+            v = values[i]
+            f = res.function.for_seed(i)
+            m: dict = {
+                "seed": seed,
+                "label_mean": float(v.mean()),
+                "label_std": float(v.std()),
+                "affine_r2": analysis.affine_r2(points, v, bias=True),
+                "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False),
+                "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist(),
+                "final_loss": float(res.history["loss"][-10:, i].mean()),
+            }
+            if isinstance(domain, Sphere):
+                e = analysis.harmonic_energy(f, domain.dim, an.max_degree, points=points)
+                m["degree_energy"] = e.tolist()
+            elif isinstance(domain, Circle):
+                m["frequency_energy"] = analysis.fourier_energy(f, an.max_degree).tolist()
+            gen = analysis.generalisation_error(
+                learner_a, f, domain, n_tr, n_te, draws=an.gen_draws, seed=1000 + seed
+            )
+            m["gen_mse"], m["gen_sem"], m["gen_relative"] = gen["mse"], gen["sem"], gen["relative"]
+            if learner_b is not None:
+                gb = analysis.generalisation_error(
+                    learner_b, f, domain, n_tr, n_te, draws=an.gen_draws, seed=1000 + seed
+                )
+                m["gen_mse_b"], m["gen_sem_b"] = gb["mse"], gb["sem"]
+                m["gen_ratio_b_over_a"] = gb["mse"] / max(gen["mse"], 1e-300)
+            per_seed.append(m)
+        summary = {
+            key: _summary([m[key] for m in per_seed])
+            for key in ("affine_r2", "linear_r2_no_bias", "label_std", "gen_mse", "gen_relative")
+        }
+        if isinstance(domain, Sphere):
+            for deg in range(min(an.max_degree, 4) + 1):
+                summary[f"degree{deg}_energy"] = _summary([m["degree_energy"][deg] for m in per_seed])
+        if learner_b is not None:
+            summary["gen_ratio_b_over_a"] = _summary([m["gen_ratio_b_over_a"] for m in per_seed])
+        times = res.extra["step_times_s"]
+        functions_out.append(
+            {
+                "index": k + 1,
+                "steps": settings.steps,
+                "ms_per_step_median": float(np.median(times[3:] if len(times) > 3 else times) * 1e3),
+                "loop_s": float(times.sum()),
+                "resumed": bool(res.extra.get("resumed", False)),
+                "per_seed": per_seed,
+                "summary": summary,
+            }
+        )
+        result.arrays[f"f{k + 1}_values"] = values.astype(np.float32)
+        for name, h in res.history.items():
+            result.arrays[f"f{k + 1}_history_{name}"] = h
+        for name, a in res.function.state().items():
+            result.arrays[f"f{k + 1}_{name}"] = a
+    result.arrays["eval_points"] = points.astype(np.float32)
+    result.metrics.update(
+        {"kind": cfg.kind, "seeds": list(cfg.seeds), "title": cfg.title, "functions": functions_out}
+    )
+    if len(all_values) > 1:
+        stacked = np.stack(all_values, axis=1)  # (S, k, n_eval)
+        overlaps = np.stack([analysis.overlap_matrix(stacked[i]) for i in range(S)])
+        result.arrays["overlap"] = overlaps
+        off = overlaps[:, ~np.eye(len(all_values), dtype=bool)]
+        result.metrics["overlap"] = {
+            "per_seed": {str(s): overlaps[i].tolist() for i, s in enumerate(cfg.seeds)},
+            "max_abs_off_diagonal": float(np.abs(off).max()),
+        }

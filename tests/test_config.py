@@ -1,0 +1,98 @@
+"""Config parsing: unknown keys name the nearest valid one, overrides apply, every bundled config validates."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from learnscope.bias.config import BUNDLED_DIR, apply_overrides, load_config, parse_config, parse_override
+from learnscope.bias.experiment import build_components
+from learnscope.errors import ConfigError, UnknownNameError
+
+BASE = {
+    "run": {"kind": "easiest", "seeds": [0]},
+    "domain": {"name": "sphere", "dim": 3},
+    "learner": {"name": "ridge"},
+}
+
+
+def test_minimal_config_gets_library_defaults():
+    cfg = parse_config(BASE)
+    assert cfg.target == {"name": "uniform"}
+    assert cfg.search.distance == "w2"
+    assert cfg.function_settings() == [cfg.search]
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({**BASE, "serch": {}}, "did you mean 'search'"),
+        ({**BASE, "search": {"stesp": 10}}, "did you mean 'steps'"),
+        ({**BASE, "meta": {"hiden": 10}}, "did you mean 'hidden'"),
+        ({**BASE, "run": {"kind": "easyest"}}, "did you mean 'easiest'"),
+        ({**BASE, "analysis": {"n_evl": 10}}, "did you mean 'n_eval'"),
+    ],
+)
+def test_unknown_keys_name_the_nearest_valid_key(raw, fragment):
+    with pytest.raises(UnknownNameError, match=fragment):
+        parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({**BASE, "search": {"steps": 0}}, "search.steps must be a positive integer"),
+        ({**BASE, "search": {"n_train": -3}}, "search.n_train must be a positive integer"),
+        ({**BASE, "search": {"lr": -1.0}}, "search.lr must be a positive number"),
+        ({**BASE, "run": {"seeds": []}}, "run.seeds"),
+        ({**BASE, "run": {"seeds": [1, 1]}}, "duplicates"),
+        ({**BASE, "run": {"kind": "contrast"}}, "needs a \\[learner_b\\]"),
+        ({**BASE, "learner_b": {"name": "ridge"}}, "only used by run.kind = 'contrast'"),
+        ({**BASE, "run": {"kind": "series"}}, "\\[\\[series\\]\\]"),
+        ({"run": {}, "learner": {"name": "ridge"}}, "needs a \\[domain\\]"),
+    ],
+)
+def test_bad_values_raise_one_line_config_errors(raw, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        parse_config(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_series_tables_override_search_per_function():
+    raw = {**BASE, "run": {"kind": "series"}, "search": {"steps": 7, "lr": 0.5}, "series": [{}, {"steps": 3}]}
+    cfg = parse_config(raw)
+    assert [s.steps for s in cfg.series] == [7, 3]
+    assert [s.lr for s in cfg.series] == [0.5, 0.5]
+
+
+def test_overrides_parse_toml_literals_and_index_series_from_one():
+    assert parse_override("search.steps=50") == (["search", "steps"], 50)
+    assert parse_override("search.optimiser=adam") == (["search", "optimiser"], "adam")
+    assert parse_override("run.seeds=[1, 2]") == (["run", "seeds"], [1, 2])
+    raw = {**BASE, "series": [{"steps": 1}, {"steps": 2}]}
+    out = apply_overrides(raw, ["series.2.steps=9", "learner.lam=0.5"])
+    assert out["series"][1]["steps"] == 9 and out["learner"]["lam"] == 0.5
+    assert raw["series"][1]["steps"] == 2  # the input is not modified
+    with pytest.raises(ConfigError, match="index"):
+        apply_overrides(raw, ["series.3.steps=1"])
+    with pytest.raises(UnknownNameError, match="did you mean 'search'"):
+        apply_overrides(raw, ["serch.steps=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(raw, ["search.steps"])
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLED_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_bundled_config_validates_and_builds(path: Path):
+    cfg = load_config(path)
+    build_components(cfg)
+    assert cfg.title, "bundled configs carry a title for the report"
+    assert tomllib.loads(path.read_text())["run"]["seeds"] == cfg.seeds
+
+
+def test_seed_option_replaces_config_seeds_and_names_resolve():
+    cfg = load_config("fig2_ridge_disc", seed=3)
+    assert cfg.seeds == [3]
+    with pytest.raises(UnknownNameError, match="did you mean 'fig2_ridge_disc'"):
+        load_config("fig2_ridge_dsc")
