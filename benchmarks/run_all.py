@@ -1,0 +1,7 @@
+"""``make bench``: every benchmark of the project, each writing JSON into benchmarks/results/."""
+
+from benchmarks import bias_core
+
+if __name__ == "__main__":
+    bias_core.run()
+    print("wrote benchmarks/results/bias_core.json")

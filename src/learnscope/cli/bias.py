@@ -1,0 +1,113 @@
+"""``learnscope bias``: meta-learn the functions a learner finds easy (Dorrell, Yuffa & Latham 2023)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from learnscope.bias.config import BUNDLED_DIR, apply_overrides, load_config, parse_config
+from learnscope.bias.experiment import build_components, run_experiment
+from learnscope.cli._common import friendly_errors, staged_output
+from learnscope.report.bias_report import write_run
+
+app = typer.Typer(help="What does a learner find easy to learn?", no_args_is_help=True)
+
+SET_HELP = "Override a config value, e.g. --set search.steps=50 --set learner.features=100 (repeatable)."
+
+
+def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
+    components = build_components(cfg)  # validates every table before any work or any file
+    with staged_output(out, force) as stage:
+        result = run_experiment(cfg, progress=progress, checkpoint_dir=stage, components=components)
+        for ckpt in stage.glob("function_*.npz"):
+            ckpt.unlink()
+        write_run(result, stage)
+    report = out / "report.html"
+    _print_summary(result.metrics, report)
+    return report
+
+
+def _print_summary(metrics: dict, report: Path) -> None:
+    for fn in metrics["functions"]:
+        s = fn["summary"]
+        parts = [f"f{fn['index']}: affine R² median {s['affine_r2']['median']:.4f}"]
+        if "degree1_energy" in s:
+            parts.append(
+                f"degree-1 energy min {s['degree1_energy']['min']:.4f} / median {s['degree1_energy']['median']:.4f}"
+            )
+        if "gen_ratio_b_over_a" in s:
+            parts.append(
+                f"gen. MSE ratio B/A min {s['gen_ratio_b_over_a']['min']:.2f} / median "
+                f"{s['gen_ratio_b_over_a']['median']:.2f}"
+            )
+        parts.append(f"{fn['ms_per_step_median']:.2f} ms/step")
+        typer.echo(", ".join(parts))
+    if "overlap" in metrics:
+        typer.echo(f"max |overlap| between functions: {metrics['overlap']['max_abs_off_diagonal']:.4f}")
+    typer.echo(f"report: {report}")
+
+
+def run_config(
+    config: str, out: Path, seed: int | None, overrides: list[str], force: bool, progress: bool
+) -> Path:
+    cfg = load_config(config, overrides, seed)
+    return _execute(cfg, out, force, progress)
+
+
+@app.command("run")
+@friendly_errors
+def run(
+    config: str = typer.Argument(
+        ..., help="A config file, or the name of a bundled config (see `learnscope bias configs`)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Run directory to create (config.toml, metrics.json, arrays.npz, PNGs, report.html).",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Run this one seed instead of the config's run.seeds."
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    progress: bool = typer.Option(True, help="Show a progress bar over meta-steps."),
+) -> None:
+    """Run an experiment from a TOML config and write its run directory and HTML report."""
+    run_config(config, out, seed, set_, force, progress)
+
+
+@app.command("easiest")
+@friendly_errors
+def easiest(
+    learner: str = typer.Option("random_features", help="ridge, kernel_ridge or random_features."),
+    domain: str = typer.Option("sphere", help="sphere, disc, circle or hypercube."),
+    dim: int = typer.Option(3, help="Input dimension d (sphere S^{d-1} and hypercube only)."),
+    steps: int = typer.Option(200, help="Meta-steps."),
+    out: Path = typer.Option(Path("runs/easiest"), "--out", help="Run directory to create."),
+    seed: int = typer.Option(0, "--seed"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Find the easiest function of a learner without writing a config (library defaults)."""
+    dom: dict = {"name": domain}
+    if domain in ("sphere", "hypercube"):
+        dom["dim"] = dim
+    raw = {
+        "run": {"kind": "easiest", "seeds": [seed], "title": f"easiest function of {learner} on {domain}"},
+        "domain": dom,
+        "learner": {"name": learner},
+        "search": {"steps": steps},
+    }
+    cfg = parse_config(apply_overrides(raw, set_))
+    _execute(cfg, out, force, progress=True)
+
+
+@app.command("configs")
+def configs() -> None:
+    """List the bundled configs (one per paper figure)."""
+    import tomllib
+
+    for path in sorted(BUNDLED_DIR.glob("*.toml")):
+        title = tomllib.loads(path.read_text()).get("run", {}).get("title", "")
+        typer.echo(f"{path.stem:32s} {title}")

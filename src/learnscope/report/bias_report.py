@@ -1,0 +1,177 @@
+"""The figures and ``report.html`` of a ``learnscope bias run`` directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from learnscope.bias.experiment import ExperimentResult
+from learnscope.domains import Circle, Disc, Sphere
+from learnscope.report import figures
+from learnscope.report import html as H
+
+
+def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
+    domain = result.components.domain
+    contrast = result.config.kind == "contrast"
+    header = ["function", "seed", "label std", "affine R²", "no-bias R²"]
+    if isinstance(domain, Sphere):
+        header += ["deg-0 energy", "deg-1 energy", "deg-2 energy"]
+    header += ["gen. MSE", "gen. MSE / E f²"]
+    if contrast:
+        header += ["gen. MSE (B)", "ratio B/A"]
+    rows = []
+    for fn in result.metrics["functions"]:
+        for m in fn["per_seed"]:
+            row = [f"f{fn['index']}", m["seed"], m["label_std"], m["affine_r2"], m["linear_r2_no_bias"]]
+            if isinstance(domain, Sphere):
+                row += m["degree_energy"][:3]
+            row += [m["gen_mse"], m["gen_relative"]]
+            if contrast:
+                row += [m["gen_mse_b"], m["gen_ratio_b_over_a"]]
+            rows.append(row)
+    return header, rows
+
+
+def _series_note(result: ExperimentResult) -> str | None:
+    """What happens past the linear functions of a ridge learner on the disc (there are only d of them)."""
+    comp, cfg = result.components, result.config
+    spec = comp.learner_specs()[0]
+    if cfg.kind != "series" or spec.get("name") != "ridge" or spec.get("bias"):
+        return None
+    d = comp.domain.dim
+    fns = result.metrics["functions"]
+    if len(fns) <= d:
+        return None
+    later = fns[d:]
+    r2 = ", ".join(
+        f"f{f['index']}: R² {f['summary']['linear_r2_no_bias']['median']:.3f}, relative gen. error "
+        f"{f['summary']['gen_relative']['median']:.3f}"
+        for f in later
+    )
+    return (
+        f"A no-bias ridge learner in {d}-D can only represent {d} mutually orthogonal linear functions, so "
+        f"function {d + 1} onwards cannot be linear: the learner cannot fit them and their few-shot error is "
+        f"close to their whole variance (medians over seeds — {r2})."
+    )
+
+
+def write_report(result: ExperimentResult, out: Path) -> Path:
+    """Draw every figure of the run into ``out`` and write ``out/report.html``; returns its path."""
+    cfg, comp, metrics = result.config, result.components, result.metrics
+    domain = comp.domain
+    seeds = cfg.seeds
+    funcs = result.functions
+    sections: list[tuple[str, list[str]]] = []
+
+    header, rows = _headline_rows(result)
+    summary = [H.table(header, rows)]
+    note = _series_note(result)
+    if note:
+        summary.append(H.paragraph(note, note=True))
+    if "overlap" in metrics:
+        summary.append(
+            H.paragraph(
+                f"Largest |overlap| between two functions of the series (cosine of the un-centred inner product on "
+                f"{cfg.analysis.n_eval} evaluation points, any seed): {metrics['overlap']['max_abs_off_diagonal']:.4f}."
+            )
+        )
+    timing = [
+        [f"f{f['index']}", f["steps"], f["ms_per_step_median"], f["loop_s"], "yes" if f["resumed"] else "no"]
+        for f in metrics["functions"]
+    ]
+    summary.append(
+        H.table(
+            ["function", "meta-steps", "median ms / step (all seeds)", "loop (s)", "from checkpoint"], timing
+        )
+    )
+    sections.append(("Results", summary))
+
+    png = figures.loss_curves([r.history for r in funcs], seeds, out / "losses.png")
+    sections.append(("Meta-training", [H.figure(png, "loss terms per meta-step (one line per seed)")]))
+
+    panels = [
+        (f"f{k + 1}, seed {s}", r.function.for_seed(i))
+        for k, r in enumerate(funcs)
+        for i, s in enumerate(seeds)
+    ]
+    png = figures.function_panels(
+        domain,
+        panels,
+        out / "functions.png",
+        scatter_points=result.eval_points,
+        columns=len(seeds) if len(seeds) <= 5 else 3,
+    )
+    where = {
+        Sphere: "longitude/latitude map of the sphere",
+        Disc: "heat map on the unit disc",
+        Circle: "value along the circle",
+    }.get(type(domain), "value on the domain")
+    sections.append(("Found functions", [H.figure(png, f"the meta-learned labelling ({where})")]))
+
+    if isinstance(domain, (Sphere, Circle)):
+        key = "degree_energy" if isinstance(domain, Sphere) else "frequency_energy"
+        energies = np.array([[m[key] for m in f["per_seed"]] for f in metrics["functions"]])
+        png = figures.energy_bars(
+            energies,
+            out / "energy.png",
+            xlabel="harmonic degree" if isinstance(domain, Sphere) else "frequency",
+            titles=[f"f{k + 1}" for k in range(len(funcs))],
+            seeds=seeds,
+        )
+        sections.append(
+            ("Spectrum", [H.figure(png, "fraction of ‖f‖² per degree (last bar: higher degrees)")])
+        )
+
+    if "overlap" in result.arrays:
+        labels = [f"f{k + 1}" for k in range(len(funcs))]
+        figs = [
+            H.figure(
+                figures.matrix_heatmap(
+                    result.arrays["overlap"][i], labels, out / f"overlap_seed{s}.png", f"overlap, seed {s}"
+                ),
+                f"overlap matrix, seed {s}",
+            )
+            for i, s in enumerate(seeds)
+        ]
+        sections.append(("Overlaps", figs))
+
+    if cfg.kind == "contrast":
+        per = metrics["functions"][0]["per_seed"]
+        names = (comp.learner_specs()[0]["name"] + " (A)", comp.learner_specs()[1]["name"] + " (B)")
+        png = figures.paired_bars(
+            [m["gen_mse"] for m in per],
+            [m["gen_mse_b"] for m in per],
+            [f"seed {m['seed']}" for m in per],
+            names,
+            out / "contrast.png",
+            "few-shot generalisation MSE",
+        )
+        sections.append(
+            (
+                "Contrast",
+                [
+                    H.figure(png, "held-out error of each learner on the found function"),
+                    H.paragraph(f"objective: {cfg.search.contrast_objective}"),
+                ],
+            )
+        )
+
+    sections.append(("Resolved config", [H.preformatted(tomli_w.dumps(result.resolved_config()))]))
+    title = cfg.title or f"learnscope bias: {cfg.kind}"
+    page = H.page(title, sections, subtitle=cfg.description)
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def write_run(result: ExperimentResult, out: Path) -> Path:
+    """Write config.toml, metrics.json, arrays.npz, the PNGs and report.html into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(tomli_w.dumps(result.resolved_config()))
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    np.savez_compressed(out / "arrays.npz", **result.arrays)
+    return write_report(result, out)

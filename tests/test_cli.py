@@ -1,0 +1,194 @@
+"""The CLI: one-line errors with exit status 2, whole run directories, resumable series."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from learnscope.bias.config import parse_config
+from learnscope.bias.experiment import build_components, run_experiment
+from learnscope.cli import app
+from learnscope.errors import ConfigError
+
+TINY = """
+[run]
+kind = "{kind}"
+seeds = [0, 1]
+title = "tiny"
+
+[domain]
+name = "disc"
+
+[learner]
+name = "ridge"
+
+[meta]
+hidden = 16
+
+[search]
+steps = 4
+n_train = 6
+n_test = 12
+learners_per_step = 2
+
+[analysis]
+n_eval = 400
+gen_draws = 10
+"""
+
+runner = CliRunner()
+
+
+def _write(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda t: t.replace("steps = 4", "stesp = 4"), "did you mean 'steps'"),
+        (lambda t: t.replace('name = "ridge"', 'name = "ridg"'), "did you mean 'ridge'"),
+        (lambda t: t.replace('name = "disc"', 'name = "dsic"'), "did you mean 'disc'"),
+        (lambda t: t.replace("steps = 4", "steps = -4"), "search.steps must be a positive integer"),
+        (lambda t: t.replace("hidden = 16", "hidden = 0"), "meta.hidden must be a positive integer"),
+        (lambda t: t.replace("[search]", "[search\n"), "not valid TOML"),
+        (lambda t: t + "\n[learner_b]\nname = 'ridge'\n", "only used by run.kind = 'contrast'"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path, edit, fragment):
+    cfg = _write(tmp_path, edit(TINY.format(kind="easiest")))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(out), "--no-progress"])
+    assert fragment in _one_line_error(result)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.toml"], "no staging directory is left behind"
+
+
+def test_bad_set_override_and_missing_config_exit_2(tmp_path):
+    cfg = _write(tmp_path, TINY.format(kind="easiest"))
+    r = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(tmp_path / "o"), "--set", "serch.steps=2"])
+    assert "did you mean 'search'" in _one_line_error(r)
+    r = runner.invoke(app, ["bias", "run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
+    assert "does not exist" in _one_line_error(r)
+
+
+def test_existing_output_needs_force(tmp_path):
+    cfg = _write(tmp_path, TINY.format(kind="easiest"))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(out), "--no-progress"])
+    assert "--force" in _one_line_error(r)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_run_writes_a_consistent_run_directory(tmp_path):
+    cfg_path = _write(tmp_path, TINY.format(kind="easiest"))
+    out = tmp_path / "run"
+    r = runner.invoke(
+        app, ["bias", "run", str(cfg_path), "--out", str(out), "--no-progress", "--set", "search.lr=0.02"]
+    )
+    assert r.exit_code == 0, r.output
+    assert f"report: {out / 'report.html'}" in r.stdout
+    for name in ("config.toml", "metrics.json", "arrays.npz", "report.html", "losses.png", "functions.png"):
+        assert (out / name).is_file(), name
+    resolved = tomllib.loads((out / "config.toml").read_text())
+    assert resolved["search"]["lr"] == 0.02  # the override is recorded
+    assert resolved["learner"] == {"name": "ridge", "lam": 0.001, "bias": False}  # defaults are resolved
+    again = parse_config(resolved)  # the resolved config is itself a valid config of the same experiment
+    assert (
+        again.search
+        == parse_config(
+            tomllib.loads(
+                cfg_path.read_text().replace("learners_per_step = 2", "learners_per_step = 2\nlr = 0.02")
+            )
+        ).search
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    arrays = np.load(out / "arrays.npz")
+    values = arrays["f1_values"]
+    assert values.shape == (2, 400)
+    for i, m in enumerate(metrics["functions"][0]["per_seed"]):
+        assert m["label_std"] == pytest.approx(values[i].astype(float).std(), rel=1e-5)
+        assert m["final_loss"] == pytest.approx(arrays["f1_history_loss"][-10:, i].mean(), rel=1e-6)
+    assert arrays["f1_history_loss"].shape == (4, 2)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and "<h2>Resolved config</h2>" in html
+
+
+def test_series_checkpoints_resume_to_identical_functions(tmp_path):
+    raw = tomllib.loads(TINY.format(kind="series") + "\n[[series]]\n\n[[series]]\nsteps = 3\n")
+    cfg = parse_config(raw)
+    first = run_experiment(cfg, progress=False, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("function_*.npz")) == ["function_1.npz", "function_2.npz"]
+    (tmp_path / "function_2.npz").unlink()  # as if interrupted during the second function
+    resumed = run_experiment(cfg, progress=False, checkpoint_dir=tmp_path)
+    assert resumed.metrics["functions"][0]["resumed"] and not resumed.metrics["functions"][1]["resumed"]
+    np.testing.assert_array_equal(first.arrays["f1_values"], resumed.arrays["f1_values"])
+    np.testing.assert_allclose(first.arrays["f2_values"], resumed.arrays["f2_values"], rtol=1e-6, atol=1e-7)
+    other = parse_config(raw | {"search": raw["search"] | {"lr": 0.5}})
+    changed = run_experiment(other, progress=False, checkpoint_dir=tmp_path)
+    assert not changed.metrics["functions"][0]["resumed"], "a checkpoint of a different config is not reused"
+
+
+def test_easiest_command_without_config(tmp_path):
+    out = tmp_path / "e"
+    r = runner.invoke(
+        app,
+        [
+            "bias",
+            "easiest",
+            "--learner",
+            "ridge",
+            "--domain",
+            "disc",
+            "--steps",
+            "3",
+            "--out",
+            str(out),
+            "--set",
+            "analysis.n_eval=300",
+            "--set",
+            "analysis.gen_draws=5",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    resolved = tomllib.loads((out / "config.toml").read_text())
+    assert resolved["domain"] == {"name": "disc"} and resolved["search"]["steps"] == 3
+    r = runner.invoke(app, ["bias", "easiest", "--learner", "kernel", "--out", str(tmp_path / "x")])
+    assert "did you mean" in _one_line_error(r)
+
+
+def test_components_validate_before_any_work():
+    raw = tomllib.loads(TINY.format(kind="easiest"))
+    raw["learner"]["lam"] = -1.0
+    with pytest.raises(ConfigError, match="lam"):
+        build_components(parse_config(raw))
+
+
+def test_failure_during_the_run_leaves_no_directory(tmp_path):
+    cfg = _write(
+        tmp_path,
+        TINY.format(kind="easiest").replace(
+            "learners_per_step = 2", "learners_per_step = 2\noptimiser = 'sgd'\nlr = 1e30"
+        ),
+    )
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(out), "--no-progress"])
+    assert "diverged" in _one_line_error(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
