@@ -37,7 +37,10 @@ def fibonacci_sphere(n: int) -> np.ndarray:
 def random_rotation(d: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     """A Haar-random rotation of R^d (QR of a Gaussian matrix with the sign fix): shape ``(d, d)``."""
     q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
-    return (q * torch.sign(torch.diagonal(r))).to(dtype)
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.linalg.det(q) < 0:  # a reflection: flip one axis to land in SO(d)
+        q[:, 0] = -q[:, 0]
+    return q.to(dtype)
 
 
 class Domain:
@@ -165,6 +168,8 @@ class Hypercube(Domain):
 
     def __post_init__(self) -> None:
         check_positive_int("dim", self.dim)
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ConfigError(f"hypercube bounds must be finite, got low={self.low}, high={self.high}")
         if not self.low < self.high:
             raise ConfigError(f"hypercube needs low < high, got low={self.low}, high={self.high}")
 

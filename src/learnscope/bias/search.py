@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learnscope.bias.distances import make_distance
+from learnscope.bias.distances import DISTANCES, make_distance
 from learnscope.bias.metalearner import MetaMLP
 from learnscope.domains import Domain
 from learnscope.errors import ConfigError, UnknownNameError, check_positive, check_positive_int
@@ -93,6 +93,7 @@ class SearchSettings:
             raise ConfigError(f"search.target_samples must be an integer >= 0, got {self.target_samples!r}")
         for name, valid in (
             ("optimiser", OPTIMISERS),
+            ("distance", DISTANCES),
             ("distance_on", DISTANCE_ON),
             ("contrast_objective", CONTRAST_OBJECTIVES),
             ("orthogonality", ORTHOGONALITY),
