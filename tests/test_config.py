@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from learnscope.bias.config import BUNDLED_DIR, apply_overrides, load_config, parse_config, parse_override
+from learnscope.bias.config import apply_overrides, load_config, parse_config, parse_override
 from learnscope.bias.experiment import build_components
+from learnscope.bundled import bundled_configs
 from learnscope.errors import ConfigError, UnknownNameError
 
 BASE = {
@@ -83,7 +84,7 @@ def test_overrides_parse_toml_literals_and_index_series_from_one():
         apply_overrides(raw, ["search.steps"])
 
 
-@pytest.mark.parametrize("path", sorted(BUNDLED_DIR.glob("*.toml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bundled_configs("bias"), ids=lambda p: p.stem)
 def test_every_bundled_config_validates_and_builds(path: Path):
     cfg = load_config(path)
     build_components(cfg)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, check_parameters, check_positive_int, split_spec
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
@@ -237,17 +237,8 @@ def make_domain(spec: str | dict | Domain) -> Domain:
     """Build a domain from a name (``"disc"``), a dict (``{"name": "sphere", "dim": 5}``) or pass one through."""
     if isinstance(spec, Domain):
         return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"a domain is a name or a table with a 'name' key, got {spec!r}")
-    params = dict(spec)
-    name = params.pop("name")
-    if name not in DOMAINS:
-        raise UnknownNameError("domain", name, DOMAINS)
+    name, params = split_spec(spec, "domain", DOMAINS)
     cls = DOMAINS[name]
-    valid = [f for f in getattr(cls, "__dataclass_fields__", {}) if cls.__dataclass_fields__[f].init]
-    for key in params:
-        if key not in valid:
-            raise UnknownNameError(f"parameter of domain {name!r}", key, valid or ["(none)"])
+    check_parameters(params, [f for f in cls.__dataclass_fields__ if cls.__dataclass_fields__[f].init],
+                     f"parameter of domain {name!r}")
     return cls(**params)

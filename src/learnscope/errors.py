@@ -66,3 +66,28 @@ def check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def split_spec(spec: object, kind: str, registry: Iterable[str]) -> tuple[str, dict]:
+    """Read a component spec: a name (``"disc"``) or a table with a ``name`` key plus parameters.
+
+    Returns (name, parameters); raises :class:`UnknownNameError` for a name not in ``registry`` and
+    :class:`ConfigError` for anything that is neither a name nor such a table.
+    """
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"a {kind} is a name or a table with a 'name' key, got {spec!r}")
+    params = dict(spec)
+    name = params.pop("name")
+    if not isinstance(name, str) or name not in registry:
+        raise UnknownNameError(kind, str(name), registry)
+    return name, params
+
+
+def check_parameters(params: dict, valid: Iterable[str], what: str) -> None:
+    """Raise :class:`UnknownNameError` for the first key of ``params`` that is not in ``valid``."""
+    valid = list(valid)
+    for key in params:
+        if key not in valid:
+            raise UnknownNameError(what, str(key), valid or ["(none)"])

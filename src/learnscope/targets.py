@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from scipy import special
 
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
+from learnscope.errors import (
+    ConfigError,
+    ShapeError,
+    check_parameters,
+    check_positive_int,
+    split_spec,
+)
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _GL_ORDER = 16
@@ -418,17 +424,8 @@ def make_target(spec: str | dict | Target) -> Target:
     """
     if isinstance(spec, Target):
         return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"a target is a name or a table with a 'name' key, got {spec!r}")
-    params = dict(spec)
-    name = params.pop("name")
-    if name not in TARGETS:
-        raise UnknownNameError("target", str(name), TARGETS)
-    for key in params:
-        if key not in _PARAMS[name]:
-            raise UnknownNameError(f"parameter of target {name!r}", str(key), _PARAMS[name])
+    name, params = split_spec(spec, "target", TARGETS)
+    check_parameters(params, _PARAMS[name], f"parameter of target {name!r}")
     if name == "empirical" and "samples" not in params:
         raise ConfigError("empirical target needs a 'samples' array")
     return TARGETS[name](**params)

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from learnscope.bias.search import SearchSettings
+from learnscope.bundled import resolve_config_path
 from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
 
 KINDS = ("easiest", "series", "contrast")
 SECTIONS = ("run", "domain", "target", "learner", "learner_b", "meta", "search", "series", "analysis")
 RUN_KEYS = ("kind", "seeds", "title", "description")
 META_KEYS = ("hidden", "layers", "cos", "tied")
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
@@ -253,20 +253,6 @@ def _list_item(node: list, part: str, path: list[str]) -> Any:
     if not part.isdigit() or not 1 <= int(part) <= len(node):
         raise ConfigError(f"--set {'.'.join(path)}: index {part!r} must be 1..{len(node)}")
     return node[int(part) - 1]
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file path, or the name of a bundled config (``fig2_kernel_sphere``)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    bundled = BUNDLED_DIR / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
-    if bundled.is_file() and p.parent == Path("."):
-        return bundled
-    available = sorted(x.stem for x in BUNDLED_DIR.glob("*.toml"))
-    if p.parent == Path(".") and p.suffix == "":
-        raise UnknownNameError("config (no such file or bundled config)", p.name, available)
-    raise ConfigError(f"config file {str(p)!r} does not exist (bundled configs: {', '.join(available)})")
 
 
 def load_config(

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from learnscope.bias.config import BUNDLED_DIR, apply_overrides, load_config, parse_config
+from learnscope.bias.config import apply_overrides, load_config, parse_config
 from learnscope.bias.experiment import build_components, run_experiment
+from learnscope.bundled import bundled_configs
 from learnscope.cli._common import friendly_errors, staged_output
 from learnscope.report.bias_report import write_run
 
@@ -108,6 +109,6 @@ def configs() -> None:
     """List the bundled configs (one per paper figure)."""
     import tomllib
 
-    for path in sorted(BUNDLED_DIR.glob("*.toml")):
+    for path in bundled_configs("bias"):
         title = tomllib.loads(path.read_text()).get("run", {}).get("title", "")
         typer.echo(f"{path.stem:32s} {title}")

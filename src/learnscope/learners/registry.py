@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.errors import ConfigError, check_parameters, split_spec
 from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
@@ -39,23 +39,11 @@ def make_learner(spec: str | Mapping[str, Any] | object) -> Any:
     >>> make_learner({"name": "ridge", "lam": 0.01})
     Ridge(lam=0.01, bias=False)
     """
-    if isinstance(spec, str):
-        if spec not in LEARNERS:
-            raise UnknownNameError("learner", spec, LEARNERS)
-        return LEARNERS[spec]()
-    if isinstance(spec, Mapping):
-        kwargs = dict(spec)
-        if "name" not in kwargs:
-            raise ConfigError(f"a learner dict needs a 'name' key (one of {', '.join(sorted(LEARNERS))})")
-        name = kwargs.pop("name")
-        if not isinstance(name, str) or name not in LEARNERS:
-            raise UnknownNameError("learner", str(name), LEARNERS)
+    if isinstance(spec, (str, Mapping)):
+        name, kwargs = split_spec(dict(spec) if isinstance(spec, Mapping) else spec, "learner", LEARNERS)
         cls = LEARNERS[name]
         if cls is not KernelRidge:  # KernelRidge checks its own **kernel_params against the kernel
-            valid = _named_params(cls)
-            for key in kwargs:
-                if key not in valid:
-                    raise UnknownNameError(f"argument of learner {name!r}", str(key), valid)
+            check_parameters(kwargs, _named_params(cls), f"argument of learner {name!r}")
         return cls(**kwargs)
     if callable(getattr(spec, "fit_predict", None)):
         return spec
