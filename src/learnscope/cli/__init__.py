@@ -1,4 +1,4 @@
-"""The ``learnscope`` command: ``learnscope bias …`` and ``learnscope demo``."""
+"""The ``learnscope`` command: ``learnscope bias …``, ``learnscope identify …`` and ``learnscope demo``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import typer
 from learnscope.cli._common import friendly_errors
 from learnscope.cli.bias import app as bias_app
 from learnscope.cli.bias import run_config
+from learnscope.cli.identify import app as identify_app
 
 app = typer.Typer(
-    help="Meta-learn what a learner finds easy to learn (learnscope bias …).",
+    help="What does a learner find easy to learn (learnscope bias …), and which learning rule is a circuit using "
+    "(learnscope identify …)?",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(bias_app, name="bias")
+app.add_typer(identify_app, name="identify")
 
 
 @app.command()
