@@ -154,7 +154,7 @@ def inner_cv(y: np.ndarray, groups: np.ndarray, seed: int, mode: str = "grouped"
     return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
 
 
-def _split_seed(seed: int, i: int) -> int:
+def split_seed_for(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0] % (2**31 - 1))
 
 
@@ -207,7 +207,7 @@ def evaluate(dataset: TrajectoryDataset, classifier_name: str, split_mode: str =
     acc, bacc, params, n_train, n_test = [], [], [], [], []
     n_conv = 0
     for i, split in enumerate(splits):
-        split_seed = _split_seed(seed, i)
+        split_seed = split_seed_for(seed, i)
         estimator, param_grid = make_classifier(classifier_name, grid, random_state=split_seed, scaling=scaling)
         Xtr, ytr, Xte, yte = X[split.train], y[split.train], X[split.test], y[split.test]
         with warnings.catch_warnings(record=True) as caught:
