@@ -102,3 +102,15 @@ def test_parquet_recordings_give_the_same_answer_as_csv(fitted, tmp_path):
     a = predict_recordings(root / "model.joblib", path)[1]
     b = predict_recordings(root / "model.joblib", pq)[1]
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_shipped_example_follows_the_documented_schema():
+    from pathlib import Path
+
+    from learnscope.identify.observables import ADMISSIBLE_OBS
+    from learnscope.identify.predict import read_recordings, recordings_to_arrays
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "recordings_example.csv"
+    X, X_cat, keys, missing = recordings_to_arrays(read_recordings(example), list(ADMISSIBLE_OBS), 21)
+    assert missing == [] and X.shape == (4, 21, 24)
+    assert keys.group.tolist() == ["early", "middle", "deep", "deep"] and (X_cat.sum(axis=1) == 1).all()
