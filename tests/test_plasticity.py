@@ -139,29 +139,27 @@ def test_conv_feedback_alignment_error_goes_through_conv_transpose_with_B():
 # ---------------------------------------------------------------- information alignment
 
 
-@pytest.mark.parametrize("cap", [None, 1e6, 0.05])
-def test_ia_feedback_gradient_dense_matches_hand_formula_and_autograd(cap):
-    """cap None: the original loss; 1e6: stabiliser present but inactive; 0.05: active (divisor d > 1)."""
+@pytest.mark.parametrize("normalise", [False, True])
+def test_ia_feedback_gradient_dense_matches_hand_formula_and_autograd(normalise):
     net = MLP([5, 3, 2])
     p = net.init_params(_gen(10), dtype=F64)
     x = torch.randn(7, 5, generator=_gen(11), dtype=F64)
     B = torch.randn(3, 5, generator=_gen(12), dtype=F64)
     W, b = p[0], p[1]
     al, be, ga = 0.3, 0.2, 0.1
-    g = ia_feedback_grad(net, 0, x, W, b, B, al, be, ga, null_curvature_max=cap)
+    g = ia_feedback_grad(net, 0, x, W, b, B, al, be, ga, normalise=normalise)
     xn, Wn, bn, Bn = map(_np, (x, W, b, B))
     r = xn @ Wn + bn
     N = xn.shape[0]
-    d = 1.0 if cap is None else max(1.0, 2 * be * (r**2).sum() / N / cap)
-    assert (d > 1) == (cap == 0.05)
-    hand = al * (-r.T @ xn / N) + be * (2 * r.T @ r @ Bn / N) / d + ga * 2 * Bn
+    c = (r**2).sum() / N if normalise else 1.0
+    hand = (al * (-r.T @ xn / N) + be * (2 * r.T @ r @ Bn / N)) / c + ga * 2 * Bn
     np.testing.assert_allclose(_np(g), hand, rtol=1e-10, atol=1e-12)
     # the loss itself, from its definition, and its autograd gradient
     s = xn @ Bn.T + bn
     xhat = r @ Bn
-    R = al * -(r * s).sum() / N + be * (xhat**2).sum() / N / d + ga * ((Wn**2).sum() + (Bn**2).sum())
+    R = (al * -(r * s).sum() / N + be * (xhat**2).sum() / N) / c + ga * ((Wn**2).sum() + (Bn**2).sum())
     Bt = B.clone().requires_grad_()
-    loss = ia_loss(net, 0, x, W, b, Bt, al, be, ga, null_curvature_max=cap)
+    loss = ia_loss(net, 0, x, W, b, Bt, al, be, ga, normalise=normalise)
     assert loss.item() == pytest.approx(R, rel=1e-12)
     (auto,) = torch.autograd.grad(loss, Bt)
     torch.testing.assert_close(auto, g)
@@ -172,38 +170,50 @@ def test_ia_feedback_gradient_conv_matches_autograd_of_loss():
     p = net.init_params(_gen(13), ensemble=2, dtype=F64)
     x = torch.randn(2, 4, 2, 6, 5, generator=_gen(14), dtype=F64)
     B = torch.randn(2, 3, 2, 3, 3, generator=_gen(15), dtype=F64, requires_grad=True)
-    for cap in (None, 0.05):
-        loss = ia_loss(net, 0, x, p[0], p[1], B, 0.3, 0.2, 0.1, null_curvature_max=cap)
+    for normalise in (False, True):
+        loss = ia_loss(net, 0, x, p[0], p[1], B, 0.3, 0.2, 0.1, normalise=normalise)
         # the loss from its definition with plain torch, member 1
         r = F.conv2d(x[1], p[0][1], p[1][1], padding=1)
         s = F.conv2d(x[1], B[1], p[1][1], padding=1)
         xhat = F.conv_transpose2d(r, B[1], padding=1)
-        d = 1.0 if cap is None else max(1.0, 2 * 0.2 * r.pow(2).sum().item() / 4 / cap)
-        ref = (
-            -0.3 * (r * s).sum() / 4
-            + 0.2 * xhat.pow(2).sum() / 4 / d
-            + 0.1 * (p[0][1].pow(2).sum() + B[1].pow(2).sum())
-        )
+        c = r.pow(2).sum() / 4 if normalise else 1.0
+        local = -0.3 * (r * s).sum() / 4 + 0.2 * xhat.pow(2).sum() / 4
+        ref = local / c + 0.1 * (p[0][1].pow(2).sum() + B[1].pow(2).sum())
         torch.testing.assert_close(loss[1], ref)
         (auto,) = torch.autograd.grad(loss.sum(), B)
-        torch.testing.assert_close(ia_feedback_grad(net, 0, x, p[0], p[1], B, 0.3, 0.2, 0.1, cap), auto)
+        torch.testing.assert_close(ia_feedback_grad(net, 0, x, p[0], p[1], B, 0.3, 0.2, 0.1, normalise), auto)
 
 
-def test_ia_null_step_cap_bounds_the_curvature():
-    """One sgd step on the null term alone (N = 1) scales B's component along r by 1 − 2ηβ‖r‖² (original; < −1
-    here, i.e. growing oscillation) or by 1 − κ with the cap ``κ/η`` active; the orthogonal part is unchanged."""
-    net = MLP([4, 3, 2])
+def test_ia_normalised_update_is_invariant_to_the_activity_scale():
+    """With b = 0, scaling the layer input by k scales r by k: the normalised B update is unchanged, the original
+    one (amp and null terms) scales by k²."""
+    net = MLP([5, 3, 2])
     p = net.init_params(_gen(16), dtype=F64)
-    x = 20 * torch.randn(1, 4, generator=_gen(17), dtype=F64)
+    x = torch.randn(6, 5, generator=_gen(17), dtype=F64)
     W, b = p[0], torch.zeros(3, dtype=F64)
-    B = torch.randn(3, 4, generator=_gen(18), dtype=F64)
+    B = torch.randn(3, 5, generator=_gen(18), dtype=F64)
+    k = 7.0
+    for normalise, factor in ((True, 1.0), (False, k**2)):
+        g1 = ia_feedback_grad(net, 0, x, W, b, B, 0.3, 0.2, 0.0, normalise=normalise)
+        gk = ia_feedback_grad(net, 0, k * x, W, b, B, 0.3, 0.2, 0.0, normalise=normalise)
+        torch.testing.assert_close(gk, factor * g1)
+
+
+def test_ia_normalisation_bounds_the_null_curvature():
+    """One sgd step on the null term alone (N = 1) scales B's component along r by 1 − 2ηβ‖r‖² (original; < −1
+    here, i.e. a growing oscillation) or by 1 − 2ηβ (normalised); the orthogonal part is unchanged."""
+    net = MLP([4, 3, 2])
+    p = net.init_params(_gen(19), dtype=F64)
+    x = 20 * torch.randn(1, 4, generator=_gen(20), dtype=F64)
+    W, b = p[0], torch.zeros(3, dtype=F64)
+    B = torch.randn(3, 4, generator=_gen(21), dtype=F64)
     r = (x @ W)[0]
     rhat = r / r.norm()
-    eta, beta, kappa = 0.1, 0.5, 0.5
+    eta, beta = 0.1, 0.5
     original = 1 - 2 * eta * beta * r.dot(r).item()
     assert original < -1
-    for cap, factor in ((None, original), (kappa / eta, 1 - kappa)):
-        B1 = B - eta * ia_feedback_grad(net, 0, x, W, b, B, 0.0, beta, 0.0, null_curvature_max=cap)
+    for normalise, factor in ((False, original), (True, 1 - 2 * eta * beta)):
+        B1 = B - eta * ia_feedback_grad(net, 0, x, W, b, B, 0.0, beta, 0.0, normalise=normalise)
         torch.testing.assert_close(rhat @ B1, factor * (rhat @ B))
         P = torch.eye(3, dtype=F64) - torch.outer(rhat, rhat)
         torch.testing.assert_close(P @ B1, P @ B)
@@ -214,12 +224,12 @@ def test_ia_rule_step_moves_B_by_the_ia_gradient():
     p = net.init_params(_gen(19), dtype=F64)
     x = torch.randn(5, 4, generator=_gen(20), dtype=F64)
     y = torch.randn(5, 3, generator=_gen(21), dtype=F64)
-    rule = make_rule("ia", optimiser="sgd", lr=0.1, ia_alpha=0.4, ia_beta=0.2, ia_gamma=0.1, ia_null_step=0.05)
+    rule = make_rule("ia", optimiser="sgd", lr=0.1, ia_alpha=0.4, ia_beta=0.2, ia_gamma=0.1)
     st = rule.init_state(net, p, _gen(22))
     new, st2, _ = rule.step(net, p, st, x, y, mse_loss)
     h1 = torch.relu(x @ p[0] + p[1])
     for i, inp in ((0, x), (1, h1)):
-        grad = ia_feedback_grad(net, i, inp, p[2 * i], p[2 * i + 1], st.feedback[i], 0.4, 0.2, 0.1, 0.05 / 0.1)
+        grad = ia_feedback_grad(net, i, inp, p[2 * i], p[2 * i + 1], st.feedback[i], 0.4, 0.2, 0.1, normalise=True)
         torch.testing.assert_close(st2.feedback[i], st.feedback[i] - 0.1 * grad)
     # the forward weights get FA's update (B before the step)
     g_fa, _, _, _ = _sgd_grads(RULES["fa"], net, p, x, y, seed=22)
@@ -341,21 +351,21 @@ def _meta_case(net, rule, x_tr, y_tr, x_te, y_te, p0, steps=3):
 
 
 _META_OVERRIDES = {
-    "ia_capped": {"ia_alpha": 0.5, "ia_beta": 0.3, "ia_gamma": 0.1, "ia_null_step": 0.01},  # stabiliser active
+    "ia_original": {"ia_alpha": 0.5, "ia_beta": 0.3, "ia_gamma": 0.1, "ia_normalise": False},
     "adam": {"lr": 0.01, "eps": 0.1},  # ε large enough that the update is a smooth function of g
     "ia": {"ia_alpha": 0.5, "ia_beta": 0.3, "ia_gamma": 0.1},  # B moves visibly within 3 steps
     "kp": {"kp_decay": 0.3, "weight_decay": 0.01},
 }
 
 
-@pytest.mark.parametrize("name", ["sgdm", "adam", "fa", "ia", "ia_capped", "kp", "ss", "dfa", "sgd"])
+@pytest.mark.parametrize("name", ["sgdm", "adam", "fa", "ia", "ia_original", "kp", "ss", "dfa", "sgd"])
 def test_meta_gradient_through_three_steps_matches_finite_differences(name):
     net = MLP([3, 5, 4, 2])
     g = _gen(61)
     p0 = net.init_params(g, dtype=F64)
     x_tr, y_tr = torch.randn(6, 3, generator=g, dtype=F64), torch.randn(6, 2, generator=g, dtype=F64)
     x_te, y_te = torch.randn(7, 3, generator=g, dtype=F64), torch.randn(7, 2, generator=g, dtype=F64)
-    rule = make_rule(name.removesuffix("_capped"), **{"lr": 0.1, **_META_OVERRIDES.get(name, {})})
+    rule = make_rule(name.removesuffix("_original"), **{"lr": 0.1, **_META_OVERRIDES.get(name, {})})
     auto, fd = _meta_case(net, rule, x_tr, y_tr, x_te, y_te, p0)
     assert fd.norm() > 1e-4
     assert ((auto - fd).norm() / fd.norm()).item() < 1e-4

@@ -162,10 +162,10 @@ class Rule:
     weight_decay : L2 coefficient λ ≥ 0, ``g += λθ`` for weights and biases (never for B).
     ia_alpha, ia_beta, ia_gamma : IA coefficients α, β, γ of ``R_IA`` (defaults: Neural-Alignment's code
         defaults 2e-3, 1e-3, 1e-3, identify-spec §2.3).
-    ia_null_step : IA stabiliser κ > 0 or ``None``: the null term's curvature in B is capped at ``κ / lr`` by
-        dividing it by ``max(1, 2β·lr·E_n‖r_n‖²/κ)``, so one step never overshoots along it (stable for sgd and
-        heavy-ball when κ < 2); inactive while the original dynamics are stable. ``None`` = the original code.
-        See :func:`~learnscope.plasticity.transports.ia_feedback_grad`.
+    ia_normalise : IA stabiliser (default on): divide the amplitude and null terms by the batch mean
+        ``E_n‖r_n‖²`` of the layer's forward projection, which makes the B update invariant to the activity scale
+        and bounds the null curvature by 2β (see :func:`~learnscope.plasticity.transports.ia_feedback_grad`).
+        ``False`` = the original code's loss.
     kp_decay : Kolen–Pollack decay λ_KP ≥ 0 added as ``λ_KP θ`` to the gradients of both W and B (spec §2.4:
         α = 1e-3 on ``‖W‖² + ‖B‖²`` without ½ → λ_KP = 2e-3).
     name : a label (``make_rule`` sets the registry name).
@@ -181,7 +181,7 @@ class Rule:
     ia_alpha: float = 2e-3
     ia_beta: float = 1e-3
     ia_gamma: float = 1e-3
-    ia_null_step: float | None = 1.0
+    ia_normalise: bool = True
     kp_decay: float = 2e-3
     name: str = "custom"
 
@@ -194,8 +194,8 @@ class Rule:
         _ = self.optim  # validates momentum, betas and eps
         for key in ("weight_decay", "ia_alpha", "ia_beta", "ia_gamma", "kp_decay"):
             _nonneg(key, getattr(self, key))
-        if self.ia_null_step is not None:
-            check_positive("ia_null_step", self.ia_null_step)
+        if not isinstance(self.ia_normalise, bool):
+            raise ConfigError(f"ia_normalise must be True or False, got {self.ia_normalise!r}")
 
     @property
     def optim(self) -> Optimiser:
@@ -322,7 +322,7 @@ class Rule:
                     self.ia_alpha,
                     self.ia_beta,
                     self.ia_gamma,
-                    None if self.ia_null_step is None else self.ia_null_step / self.lr,
+                    self.ia_normalise,
                     pre=records[layer.index]["pre"],
                 )
                 for layer, B in zip(circuit.layers, fb, strict=True)

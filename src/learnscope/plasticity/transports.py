@@ -112,34 +112,6 @@ def transport_matrices(
 # ---------------------------------------------------------------- information alignment (identify-spec §2.3)
 
 
-def _ia_terms(
-    circuit: Circuit,
-    index: int,
-    x: Tensor,
-    W: Tensor,
-    b: Tensor,
-    B: Tensor,
-    beta: float,
-    null_curvature_max: float | None,
-    pre: Tensor | None = None,
-):
-    """Ensemble-form pieces shared by :func:`ia_loss` and :func:`ia_feedback_grad`: the layer, ``T``, ``r``,
-    ``N`` and the per-member divisor ``s`` of the null term (``None`` when no cap is set)."""
-    layer = circuit.layers[index]
-    T = feedback_to_transport(layer, B)
-    r = circuit.affine(index, x, W, b) if pre is None else pre
-    N = r.shape[1]
-    scale = None
-    if null_curvature_max is not None:
-        c = r.pow(2).flatten(1).sum(1) / N  # E_n ‖r_n‖² ≥ λ_max(rᵀr/N), shape (E,)
-        scale = (2 * beta * c / null_curvature_max).clamp_min(1.0)
-    return layer, T, r, N, scale
-
-
-def _per_member(scale: Tensor, like: Tensor) -> Tensor:
-    return scale.view(-1, *([1] * (like.ndim - 1)))
-
-
 def _ensemble(circuit: Circuit, index: int, x: Tensor, W: Tensor, b: Tensor, B: Tensor):
     layer = circuit.layers[index]
     squeeze = W.shape == layer.weight_shape
@@ -157,9 +129,13 @@ def _ensemble(circuit: Circuit, index: int, x: Tensor, W: Tensor, b: Tensor, B: 
     return squeeze, x, W, b, B
 
 
-def _check_cap(null_curvature_max: float | None) -> None:
-    if null_curvature_max is not None and not (0 < null_curvature_max < float("inf")):
-        raise ConfigError(f"null_curvature_max must be a positive number or None, got {null_curvature_max!r}")
+def _activity(r: Tensor) -> Tensor:
+    """``c = E_n‖r_n‖²`` per member, shape ``(E,)`` (floored at the smallest normal number)."""
+    return (r.pow(2).flatten(1).sum(1) / r.shape[1]).clamp_min(torch.finfo(r.dtype).tiny)
+
+
+def _per_member(v: Tensor, like: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (like.ndim - 1)))
 
 
 def ia_loss(
@@ -172,35 +148,34 @@ def ia_loss(
     alpha: float,
     beta: float,
     gamma: float,
-    null_curvature_max: float | None = None,
+    normalise: bool = False,
 ) -> Tensor:
     """The information-alignment loss of one layer (identify-spec §2.3), per ensemble member.
 
     .. math::
 
-        R_{IA} = \\alpha R_{amp} + \\frac{\\beta}{d} R_{null} + \\gamma R_{decay},\\quad
+        R_{IA} = \\frac{\\alpha R_{amp} + \\beta R_{null}}{c} + \\gamma R_{decay},\\quad
         R_{amp} = -\\sum_j \\mathbb E_n[r_{nj} s_{nj}],\\quad
         R_{null} = \\sum_i \\mathbb E_n[\\hat x_{ni}^2],\\quad R_{decay} = \\|W\\|^2 + \\|B\\|^2
 
     with ``r = lin(x, W) + b`` (forward projection, bias included), ``s = lin(x, T) + b`` (backward projection),
     ``x̂ = adj(r, T)`` (reconstruction: ``r B`` dense, ``conv_transpose2d(r, B)`` conv), sums over all non-batch
-    axes, and the stabiliser's divisor ``d = max(1, 2β E_n‖r_n‖² / null_curvature_max)`` (``d = 1`` without a cap,
-    the original code; see :func:`ia_feedback_grad`). ``d`` does not depend on B.
+    axes, and ``c = E_n‖r_n‖²`` with ``normalise`` (the stabiliser, see :func:`ia_feedback_grad`), ``c = 1``
+    without (the original code). ``c`` does not depend on B.
 
     x : the layer input, ``(N, …)`` / ``(E, N, …)``; W, b : the layer's parameters; B : spec layout.
     Returns shape ``(E,)`` (ensemble) or ``()``.
     """
-    _check_cap(null_curvature_max)
     squeeze, x, W, b, B = _ensemble(circuit, index, x, W, b, B)
-    _, T, r, N, scale = _ia_terms(circuit, index, x, W, b, B, beta, null_curvature_max)
+    T = feedback_to_transport(circuit.layers[index], B)
+    r = circuit.affine(index, x, W, b)
+    N = r.shape[1]
     s = circuit.affine(index, x, T, b)
     xhat = circuit.linear_adjoint(index, r, T)
-    amp = -(r * s).flatten(1).sum(1) / N
-    null = xhat.pow(2).flatten(1).sum(1) / N
-    if scale is not None:
-        null = null / scale
-    decay = W.pow(2).flatten(1).sum(1) + B.pow(2).flatten(1).sum(1)
-    out = alpha * amp + beta * null + gamma * decay
+    local = alpha * (-(r * s).flatten(1).sum(1) / N) + beta * (xhat.pow(2).flatten(1).sum(1) / N)
+    if normalise:
+        local = local / _activity(r)
+    out = local + gamma * (W.pow(2).flatten(1).sum(1) + B.pow(2).flatten(1).sum(1))
     return out.squeeze(0) if squeeze else out
 
 
@@ -214,45 +189,49 @@ def ia_feedback_grad(
     alpha: float,
     beta: float,
     gamma: float,
-    null_curvature_max: float | None = None,
+    normalise: bool = False,
     pre: Tensor | None = None,
 ) -> Tensor:
     """``∂R_IA/∂B`` of :func:`ia_loss` in closed form (B layout), differentiable in x, W, b and B.
 
-    Dense (``B (out, in)``, ``r = xW + b``):
+    Dense (``B (out, in)``, ``r = xW + b``, ``c = E_n‖r_n‖²`` or 1):
 
     .. math::
 
-        \\frac{\\partial R_{IA}}{\\partial B} = -\\alpha\\frac{r^\\top x}{N}
-        + \\frac{\\beta}{d}\\frac{2\\, r^\\top r B}{N} + 2\\gamma B
+        \\frac{\\partial R_{IA}}{\\partial B} = \\frac{1}{c}\\Big(-\\alpha\\frac{r^\\top x}{N}
+        + 2\\beta\\frac{r^\\top r B}{N}\\Big) + 2\\gamma B
 
     Conv: the same with ``rᵀx → ∂⟨conv(x, B), r⟩/∂B`` and ``rᵀrB → ∂⟨conv(x̂, B), r⟩/∂B``
     (``torch.nn.grad.conv2d_weight``). The input x and W are constants *of the IA loss* (only B is trained by it,
     spec §2.3) but are not detached, so a second-order run differentiates through this update.
 
-    **Stabiliser** (``null_curvature_max``): the null term is quadratic in B with largest curvature
-    ``2β λ_max(rᵀr/N) ≤ 2β c``, ``c = E_n‖r_n‖²``. A gradient step of size η overshoots and grows B (oscillating)
-    once ``η · curvature > 2`` (``2(1 + μ)`` with heavy-ball momentum) — what happens with large activity or at
-    small batch (``λ_max = c`` at N = 1), the 12 % divergences of identify-spec §2.3 [T]. Dividing the null term by
-    ``d = max(1, 2βc / null_curvature_max)`` caps its curvature at ``null_curvature_max`` and leaves it untouched
-    below the cap, so the original dynamics are kept wherever they are stable. :class:`~learnscope.plasticity.Rule`
-    sets the cap to ``ia_null_step / lr`` (default ``ia_null_step = 1``: ``η · curvature ≤ 1``).
-    ``None`` (default here) is the original code's loss.
+    **Stabiliser** (``normalise``): amplitude and null terms are divided by the batch mean ``c = E_n‖r_n‖²``.
+    Without it the fixed point of a linear layer, ``B* = (α/2)(β WᵀΣW + γI)⁻¹ WᵀΣ`` (Σ the input second moment),
+    changes character with the activity scale: for small activity it is ``∝ WᵀΣ`` (aligned), for large activity
+    it tends to ``(α/2β)(WᵀΣW)⁻¹WᵀΣ``, a left inverse of W that amplifies W's weak directions, while the null
+    term's curvature ``2β λ_max(rᵀr/N)`` (largest at small batch) makes the B step overshoot. On inputs of scale 4
+    (raw-pixel-like) both drive IA to diverge (8/8 runs, 3×256 MLP, batch 8–32) where FA and backprop train.
+    With the normalisation the loss is invariant to the scale of ``r``: ``B* = (α/2)(β WᵀΣW/c + γI)⁻¹ WᵀΣ/c``,
+    the null curvature is at most ``2β`` (heavy-ball on B is stable whenever ``η(2β + 2γ) < 2(1 + μ)``) and the
+    amplitude pull is bounded by the weights, not the activity. Default off here, on in
+    :class:`~learnscope.plasticity.Rule` (``ia_normalise``).
 
     pre : optional precomputed ``r = lin(x, W) + b`` (the recorded pre-activation, same form as ``x``) to save
         one matrix product.
     """
-    _check_cap(null_curvature_max)
     squeeze, x, W, b, B = _ensemble(circuit, index, x, W, b, B)
     if pre is not None and squeeze:
         pre = pre.unsqueeze(0)
-    layer, T, r, N, scale = _ia_terms(circuit, index, x, W, b, B, beta, null_curvature_max, pre)
+    layer = circuit.layers[index]
+    T = feedback_to_transport(layer, B)
+    r = circuit.affine(index, x, W, b) if pre is None else pre
+    N = r.shape[1]
     amp_T = circuit.linear_weight_grad(index, x, r)  # ∂⟨lin(x, T), r⟩/∂T
     xhat = circuit.linear_adjoint(index, r, T)
     null_T = circuit.linear_weight_grad(index, xhat, r)  # ∂⟨lin(x̂, T), r⟩/∂T = ½ N ∂R_null/∂T
-    if scale is not None:
-        null_T = null_T / _per_member(scale, null_T)
     g_T = (-alpha / N) * amp_T + (2 * beta / N) * null_T
+    if normalise:
+        g_T = g_T / _per_member(_activity(r), g_T)
     g = transport_to_feedback(layer, g_T) + (2 * gamma) * B
     return g.squeeze(0) if squeeze else g
 
