@@ -1,4 +1,4 @@
-"""Closed-form learners: ``fit_predict(x_train (B, n, d), y_train (B, n), x_test (B, m, d)) -> (B, m)``.
+"""Learners (closed-form and trained): ``fit_predict(x_train (B, n, d), y_train (B, n), x_test (B, m, d)) -> (B, m)``.
 
 Differentiable in the labels, batched over B independent problems, λ never scaled by n.
 """
@@ -27,11 +27,16 @@ from learnscope.learners.kernels import (
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.registry import LEARNERS, make_learner
 from learnscope.learners.ridge import Ridge
+from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, Trained, TrainedLearner
 
 __all__ = [
     "KERNELS",
     "LEARNERS",
     "KernelRidge",
+    "MushroomBodyLearner",
+    "SpikingLearner",
+    "Trained",
+    "TrainedLearner",
     "Learner",
     "RandomFeatureRidge",
     "Ridge",

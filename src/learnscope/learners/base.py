@@ -86,7 +86,7 @@ def check_lam(lam: object) -> float:
     return float(lam)
 
 
-def _blocks(generator: GeneratorLike, batch: int) -> list[tuple[torch.Generator, int]]:
+def generator_blocks(generator: GeneratorLike, batch: int) -> list[tuple[torch.Generator, int]]:
     """Split ``batch`` into one block per generator: ``[(generator, block_size), ...]``."""
     if generator is None:
         raise ConfigError("this learner is random: pass generator=torch.Generator().manual_seed(seed)")
@@ -116,7 +116,7 @@ def draw_normal(
     """
     out = [
         torch.randn((size, *shape), generator=g, dtype=dtype, device=g.device)
-        for g, size in _blocks(generator, batch)
+        for g, size in generator_blocks(generator, batch)
     ]
     res = out[0] if len(out) == 1 else torch.cat(out, dim=0)
     return res if device is None else res.to(device)
@@ -132,7 +132,7 @@ def draw_uniform(
     """U[0, 1) draws of shape ``(batch, *shape)``; generators split the batch as in :func:`draw_normal`."""
     out = [
         torch.rand((size, *shape), generator=g, dtype=dtype, device=g.device)
-        for g, size in _blocks(generator, batch)
+        for g, size in generator_blocks(generator, batch)
     ]
     res = out[0] if len(out) == 1 else torch.cat(out, dim=0)
     return res if device is None else res.to(device)

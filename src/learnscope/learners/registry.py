@@ -10,11 +10,15 @@ from learnscope.errors import ConfigError, check_parameters, split_spec
 from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
+from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, TrainedLearner
 
 LEARNERS: dict[str, type] = {
     "ridge": Ridge,
     "kernel_ridge": KernelRidge,
     "random_features": RandomFeatureRidge,
+    "trained": TrainedLearner,
+    "mushroom_body": MushroomBodyLearner,
+    "spiking": SpikingLearner,
 }
 
 
