@@ -249,10 +249,11 @@ def test_importances_put_the_informative_statistic_and_checkpoints_first():
     assert [c["checkpoint"] for c in res["per_checkpoint"]] == [0, 1, 2, 3]
     assert min(by_ckpt[2:]) > max(by_ckpt[:2])
     assert res["per_class"]["weight"]["importance_mean"] > res["per_class"]["act"]["importance_mean"]
-    # per-statistic and per-checkpoint sums partition the same trajectory columns
-    total_stat = sum(s["importance_mean"] for s in res["per_statistic"])
-    assert total_stat == pytest.approx(sum(by_ckpt))
-    assert res["top_features"][0]["feature"] in ("weightraw_median@2", "weightraw_median@3")
+    # only weightraw_median carries signal: shuffling any other statistic, or the act/grad blocks, costs at most
+    # the odd test row that a split on pure noise happened to decide
+    others = [abs(r["importance_mean"]) for r in res["per_statistic"][1:]]
+    assert max(others) < 0.25 * res["per_statistic"][0]["importance_mean"]
+    assert abs(res["per_class"]["act"]["importance_mean"]) < 0.25 * res["per_class"]["weight"]["importance_mean"]
     # the permuted model is the one evaluate() fits on the same split (same seeds): same test accuracy
     reference = evaluate(frames.dataset("clean", "all"), "rf", "network", grid="none", n_splits=2, seed=0)
     assert res["test_accuracy_mean"] == pytest.approx(reference["accuracy_mean"])

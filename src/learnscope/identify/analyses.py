@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.inspection import permutation_importance
 from sklearn.model_selection import GridSearchCV
 
 from learnscope.errors import ConfigError, LearnscopeError, StoreError, check_positive_int
@@ -69,6 +68,44 @@ Progress = Callable[[int, int], None]
 _ACC_KEYS = ("accuracy_mean", "accuracy_sem", "balanced_accuracy_mean", "balanced_accuracy_sem",
              "accuracy_per_split", "balanced_accuracy_per_split")
 _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
+
+
+IMPORTANCE_CLASSES: tuple[str, ...] = ("weight", "act", "grad")
+
+
+def importance_groups(obs_names: list[str], n_checkpoints: int) -> tuple[list[str], list[np.ndarray]]:
+    """Column groups of the 2-D features (3 one-hot columns, then observable-major trajectories) whose joint
+    permutation measures an importance: each statistic's trajectory, each checkpoint's statistics, each
+    observable class, and the layer-position one-hot. Returns (names, column index arrays) in that order."""
+    T, lead = n_checkpoints, len(GROUPS)
+    stat_cols = [lead + j * T + np.arange(T) for j in range(len(obs_names))]
+    ckpt_cols = [lead + np.arange(len(obs_names)) * T + t for t in range(T)]
+    class_cols = [np.concatenate([stat_cols[j] for j, n in enumerate(obs_names) if n in OBS_CLASSES[c]]
+                                 or [np.zeros(0, dtype=int)]) for c in IMPORTANCE_CLASSES]
+    names = ([f"statistic:{n}" for n in obs_names] + [f"checkpoint:{t}" for t in range(T)]
+             + [f"class:{c}" for c in IMPORTANCE_CLASSES] + ["layer_position"])
+    return names, [*stat_cols, *ckpt_cols, *class_cols, np.arange(lead)]
+
+
+def grouped_permutation_importance(model: Any, X: np.ndarray, y: np.ndarray, groups: Sequence[np.ndarray],
+                                   n_repeats: int, rng: np.random.Generator) -> np.ndarray:
+    """Mean accuracy drop when the columns of each group are shuffled together across rows: shape (len(groups),).
+
+    One row permutation per repeat is applied to all columns of a group at once, so a group's columns keep their
+    joint structure within a row; an empty group has importance 0.
+    """
+    base = float(np.mean(model.predict(X) == y))
+    out = np.zeros(len(groups))
+    for g, cols in enumerate(groups):
+        if len(cols) == 0:
+            continue
+        drops = []
+        for _ in range(n_repeats):
+            Xp = X.copy()
+            Xp[:, cols] = X[rng.permutation(len(X))][:, cols]
+            drops.append(base - float(np.mean(model.predict(Xp) == y)))
+        out[g] = np.mean(drops)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -298,7 +335,8 @@ class _Runner:
         X, y = ds.to_2d(), ds.y
         groups = ds.meta["network_id"].astype(str).to_numpy()
         splits = get_splits(ds.meta, n_splits=self.n_splits, test_size=TEST_SIZE, seed=self.seed, mode="network")
-        imp = np.zeros((len(splits), X.shape[1]))
+        group_names, column_groups = importance_groups(list(ds.obs_names), ds.n_checkpoints)
+        imp = np.zeros((len(splits), len(column_groups)))
         acc = []
         for i, split in enumerate(splits):
             rs = split_seed_for(self.seed, i)
@@ -314,12 +352,11 @@ class _Runner:
                     search = GridSearchCV(estimator, param_grid, scoring="accuracy", cv=cv, n_jobs=1, refit=True,
                                           error_score="raise")
                     model = search.fit(Xtr, ytr, groups=groups[split.train]).best_estimator_
-            r = permutation_importance(model, X[split.test], y[split.test], scoring="accuracy",
-                                       n_repeats=self.n_repeats, random_state=rs, n_jobs=1)
-            imp[i] = r.importances_mean
+            imp[i] = grouped_permutation_importance(model, X[split.test], y[split.test], column_groups,
+                                                    self.n_repeats, np.random.default_rng(rs))
             acc.append(float(model.score(X[split.test], y[split.test])))
             self.tick()
-        return {"importances": imp, "accuracy": acc, "feature_names": ds.feature_names_2d(),
+        return {"importances": imp, "accuracy": acc, "group_names": group_names,
                 "obs_names": list(ds.obs_names), "checkpoints": [int(c) for c in ds.checkpoints]}
 
 
@@ -653,23 +690,17 @@ def _plan_importances(frames: Frames, classifiers: tuple[str, ...]) -> _Plan:
 
     def finish(runner: _Runner) -> dict:
         raw = runner.get(job)
-        imp = np.asarray(raw["importances"])  # (n_splits, 3 + n_obs·T)
+        imp = np.asarray(raw["importances"])  # (n_splits, groups) in importance_groups order
         names, ckpts = raw["obs_names"], raw["checkpoints"]
         n_obs, T = len(names), len(ckpts)
-        cube = imp[:, len(GROUPS):].reshape(len(imp), n_obs, T)  # observable-major, as to_2d
-        per_stat = cube.sum(axis=2)
-        per_ckpt = cube.sum(axis=1)
+        per_stat, per_ckpt = imp[:, :n_obs], imp[:, n_obs:n_obs + T]
+        classes = imp[:, n_obs + T:n_obs + T + len(IMPORTANCE_CLASSES)]
+        layer = imp[:, -1]
         stats = sorted(({"name": n, "importance_mean": float(per_stat[:, j].mean()),
                          "importance_sem": _sem(per_stat[:, j])} for j, n in enumerate(names)),
                        key=lambda r: -r["importance_mean"])
-        per_class = {}
-        for cls in ("weight", "act", "grad"):
-            cols = [j for j, n in enumerate(names) if n in OBS_CLASSES[cls]]
-            s = per_stat[:, cols].sum(axis=1)
-            per_class[cls] = {"importance_mean": float(s.mean()), "importance_sem": _sem(s)}
-        layer = imp[:, :len(GROUPS)].sum(axis=1)
-        mean_feat = imp.mean(axis=0)
-        top = np.argsort(-mean_feat, kind="stable")[:10]
+        per_class = {c: {"importance_mean": float(classes[:, k].mean()), "importance_sem": _sem(classes[:, k])}
+                     for k, c in enumerate(IMPORTANCE_CLASSES) if any(n in OBS_CLASSES[c] for n in names)}
         return {
             "condition": clean, "obs_class": "all", "classifier": clf, "split_mode": "network",
             "n_splits": len(imp), "n_repeats": runner.n_repeats, "scoring": "accuracy",
@@ -679,11 +710,9 @@ def _plan_importances(frames: Frames, classifiers: tuple[str, ...]) -> _Plan:
                                 "importance_sem": _sem(per_ckpt[:, t])} for t, c in enumerate(ckpts)],
             "per_class": per_class,
             "layer_position": {"importance_mean": float(layer.mean()), "importance_sem": _sem(layer)},
-            "top_features": [{"feature": raw["feature_names"][j], "importance_mean": float(mean_feat[j])}
-                             for j in top],
-            "note": "single-column permutations (sklearn.inspection.permutation_importance) on each split's test "
-                    "networks, summed over a statistic's checkpoints or a checkpoint's statistics; correlated "
-                    "columns share credit, so a sum is a lower bound on the effect of removing the whole group",
+            "note": "grouped permutations on each split's test networks: a statistic's whole trajectory, all "
+                    "statistics at one checkpoint, or a whole observable class is shuffled across rows at once, so "
+                    "correlated columns do not share credit; accuracy drop, mean over repeats and splits",
         }
 
     return _Plan([job], finish)
@@ -691,14 +720,15 @@ def _plan_importances(frames: Frames, classifiers: tuple[str, ...]) -> _Plan:
 
 def importances(source: Store | str | Path | Frames, classifier: str = "rf", grid: str = "reduced",
                 n_splits: int = 10, seed: int = 0, progress: Progress | None = None, n_repeats: int = 3) -> dict:
-    """Permutation importance (accuracy drop, ``n_repeats`` seeded shuffles per column) of ``classifier`` on
-    ``all`` (clean condition), on the test networks of each network-grouped split, for the model
-    :func:`evaluate` fits on that split (spec §7.4: permutation importance on grouped splits instead of MDI).
+    """Grouped permutation importance (accuracy drop, ``n_repeats`` seeded shuffles per group, see
+    :func:`grouped_permutation_importance`) of ``classifier`` on ``all`` (clean condition), on the test networks of
+    each network-grouped split, for the model :func:`evaluate` fits on that split (spec §7.4: permutation importance
+    on grouped splits instead of MDI).
 
-    Returns ``{"per_statistic": [{name, importance_mean, importance_sem}] sorted by decreasing importance (sum over
-    checkpoints), "per_checkpoint": [{checkpoint, …}] (sum over statistics) in checkpoint order, "per_class"
-    (weight / act / grad sums), "layer_position" (the three one-hot columns), "top_features", …}``; means and
-    s.e.m. are over splits."""
+    Returns ``{"per_statistic": [{name, importance_mean, importance_sem}] sorted by decreasing importance (the
+    statistic's whole trajectory shuffled), "per_checkpoint": [{checkpoint, …}] in checkpoint order (all statistics
+    at that checkpoint shuffled), "per_class" (weight / act / grad, each class shuffled as a block),
+    "layer_position" (the one-hot shuffled), …}``; means and s.e.m. are over splits."""
     check_positive_int("n_repeats", n_repeats)
     return _run(source, (classifier,), grid, n_splits, seed, progress, _plan_importances, n_repeats=n_repeats)
 
