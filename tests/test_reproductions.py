@@ -69,3 +69,17 @@ def test_fig4_contrast_is_easy_for_the_kernel_and_hard_for_the_linear_learner():
     ratio = _per_seed(f1, "gen_ratio_b_over_a")
     assert result.config.seeds == [0, 1, 2, 3, 4]
     assert ratio.min() >= 5 and np.median(ratio) >= 8  # authors: 3.7–18, most seeds 4–5
+
+
+def test_fig8_backprop_mlp_first_function_is_a_first_order_harmonic():
+    """Issue #6 (first function only): degree-1 energy ≥ 0.95 and few-shot error ≤ 0.03 (authors: 0.975–0.995)."""
+    _, (f1,) = _run("fig8_backprop_mlp")
+    assert _per_seed(f1, "degree_energy", 1).min() >= 0.95
+    assert _per_seed(f1, "gen_mse").max() <= 0.03
+
+
+def test_fig7_random_mushroom_body_finds_a_linear_function():
+    """Issue #6, Fig 7 scheme random: affine R² of f1 ≥ 0.99 on seeds 0–2 (authors: 0.996–0.998)."""
+    result, (f1,) = _run("fig7_mushroom_random")
+    assert result.config.seeds == [0, 1, 2]
+    assert _per_seed(f1, "affine_r2").min() >= 0.99
