@@ -123,6 +123,23 @@ def uniform(
     return (torch.rand(tuple(shape), generator=generator, dtype=dtype) * 2 - 1) * bound
 
 
+def check_member_inputs(params: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], x: Tensor, n_inputs: int,
+                        names: str) -> Tensor:
+    """Validate ensemble parameters ``params[i]: (E, *shapes[i])`` and return ``x`` as ``(E, N, n_inputs)``
+    (an ``(N, n_inputs)`` input is shared by all members); ``names`` lists the parameters for the error message."""
+    if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
+        raise ShapeError(f"params must be the list [{names}] returned by init_params")
+    E = params[0].shape[0]
+    for i, (p, shape) in enumerate(zip(params, shapes, strict=True)):
+        if tuple(p.shape) != (E, *shape):
+            raise ShapeError(f"params[{i}] must have shape (E, *{shape}) with E={E}, got {tuple(p.shape)}")
+    if x.ndim == 2:
+        x = x.unsqueeze(0).expand(E, *x.shape)
+    if x.ndim != 3 or x.shape[0] != E or x.shape[2] != n_inputs:
+        raise ShapeError(f"x must have shape (N, {n_inputs}) or (E={E}, N, {n_inputs}), got {tuple(x.shape)}")
+    return x
+
+
 def dual(z: Tensor) -> Tensor:
     """``z - z.detach()``: value exactly 0, first-order gradient that of ``z`` (the detach trick)."""
     return z - z.detach()

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from learnscope.circuits.base import uniform
+from learnscope.circuits.base import check_member_inputs, uniform
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
 
 Sampler = Callable[[torch.Generator, int, int, int, int], Tensor]
@@ -328,20 +328,10 @@ class MushroomBody:
         return V * mask
 
     def _check(self, params: Sequence[Tensor], mask: Tensor, x: Tensor) -> Tensor:
-        if not isinstance(params, (list, tuple)) or len(params) != 4:
-            raise ShapeError("params must be the list [V, b1, W2, b2] returned by init_params/draw")
-        E = params[0].shape[0]
-        for i, (p, s) in enumerate(zip(params, self.param_shapes, strict=True)):
-            if tuple(p.shape) != (E, *s):
-                raise ShapeError(f"params[{i}] must have shape (E, *{s}) with E={E}, got {tuple(p.shape)}")
+        x = check_member_inputs(params, self.param_shapes, x, self.n_inputs, "V, b1, W2, b2")
+        E = x.shape[0]
         if tuple(mask.shape) != (E, self.n_inputs, self.n_hidden):
             raise ShapeError(f"mask must have shape {(E, self.n_inputs, self.n_hidden)}, got {tuple(mask.shape)}")
-        if x.ndim == 2:
-            x = x.unsqueeze(0).expand(E, *x.shape)
-        if x.ndim != 3 or x.shape[0] != E or x.shape[2] != self.n_inputs:
-            raise ShapeError(
-                f"x must have shape (N, {self.n_inputs}) or (E={E}, N, {self.n_inputs}), got {tuple(x.shape)}"
-            )
         return x
 
     def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor) -> Tensor:

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from learnscope.circuits.base import uniform
+from learnscope.circuits.base import check_member_inputs, uniform
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
 
 SURROGATES = ("fast_sigmoid", "sigmoid")
@@ -197,19 +197,7 @@ class SpikingLIF:
         return self.input_gain * c.reshape(E, N, self.t_sim, self.n_hidden)
 
     def _check(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
-        if not isinstance(params, (list, tuple)) or len(params) != 4:
-            raise ShapeError("params must be the list [W1, b1, W2, b2] returned by init_params")
-        E = params[0].shape[0]
-        for i, (p, s) in enumerate(zip(params, self.param_shapes, strict=True)):
-            if tuple(p.shape) != (E, *s):
-                raise ShapeError(f"params[{i}] must have shape (E, *{s}) with E={E}, got {tuple(p.shape)}")
-        if x.ndim == 2:
-            x = x.unsqueeze(0).expand(E, *x.shape)
-        if x.ndim != 3 or x.shape[0] != E or x.shape[2] != self.n_inputs:
-            raise ShapeError(
-                f"x must have shape (N, {self.n_inputs}) or (E={E}, N, {self.n_inputs}), got {tuple(x.shape)}"
-            )
-        return x
+        return check_member_inputs(params, self.param_shapes, x, self.n_inputs, "W1, b1, W2, b2")
 
     def readout_weights(self, dtype: torch.dtype = torch.float64) -> Tensor:
         """Weights ``w_s`` with readout features ``Σ_s w_s S[s]`` (``s = 0 … T−1``), shape ``(T,)``.
