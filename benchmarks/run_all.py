@@ -1,10 +1,12 @@
 """``make bench``: every benchmark of the project, each writing JSON into benchmarks/results/."""
 
-from benchmarks import bias_core, identify_classify, identify_simulate
+from benchmarks import bias_core, bias_networks, identify_classify, identify_simulate
 
 if __name__ == "__main__":
     bias_core.run()
     print("wrote benchmarks/results/bias_core.json")
+    bias_networks.run()
+    print("wrote benchmarks/results/bias_networks.json")
     identify_simulate.run()
     print("wrote benchmarks/results/identify_simulate.json")
     identify_classify.run()
