@@ -244,10 +244,6 @@ def _make_optimiser(name: str, params: list[torch.Tensor], lr: float) -> torch.o
     return torch.optim.SGD(params, lr=lr)
 
 
-def _fit_predict(learner, x_tr, y_tr, x_te, generator):
-    return learner.fit_predict(x_tr, y_tr, x_te, generator=generator)
-
-
 def meta_train(
     meta: MetaMLP,
     domain: Domain,
@@ -341,12 +337,12 @@ def meta_train(
         xf = x.reshape(S * B, n_tr + n_te, -1)
         yf = y.reshape(S * B, n_tr + n_te)
         x_tr, x_te, y_tr, y_te = xf[:, :n_tr], xf[:, n_tr:], yf[:, :n_tr], yf[:, n_tr:]
-        pred = _fit_predict(learner, x_tr, y_tr, x_te, learner_gens)
+        pred = learner.fit_predict(x_tr, y_tr, x_te, generator=learner_gens)
         gen = ((pred - y_te) ** 2).mean(dim=1).reshape(S, B).mean(dim=1)  # (S,)
         gen_term = gen
         gen_b = None
         if learner_b is not None:
-            pred_b = _fit_predict(learner_b, x_tr, y_tr, x_te, learner_gens)
+            pred_b = learner_b.fit_predict(x_tr, y_tr, x_te, generator=learner_gens)
             gen_b = ((pred_b - y_te) ** 2).mean(dim=1).reshape(S, B).mean(dim=1)
             if s.contrast_objective == "difference":
                 gen_term = gen - gen_b

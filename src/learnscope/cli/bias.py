@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import typer
@@ -107,8 +108,6 @@ def easiest(
 @app.command("configs")
 def configs() -> None:
     """List the bundled configs (one per paper figure)."""
-    import tomllib
-
     for path in bundled_configs("bias"):
         title = tomllib.loads(path.read_text()).get("run", {}).get("title", "")
         typer.echo(f"{path.stem:32s} {title}")
