@@ -306,7 +306,7 @@ def meta_train(
         orth = _Orthogonaliser(previous, reference, s.orthogonality, dtype)
 
     names = ["loss", "generalisation", "distribution", "orthogonality"] + (
-        ["generalisation_b"] if learner_b else []
+        ["generalisation_b"] if learner_b is not None else []
     )
     hist: dict[str, list[torch.Tensor]] = {k: [] for k in names}
     bar = tqdm(
