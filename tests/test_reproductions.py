@@ -145,3 +145,10 @@ def test_fig7_grouped_excitatory_wiring_gives_a_function_of_the_group_sums():
     for y in result.arrays["f1_values"].astype(float):
         residual = y - F @ np.linalg.lstsq(F, y, rcond=None)[0]
         assert 1 - residual.var() / y.var() >= 0.8
+
+
+def test_fig5_spiking_network_finds_a_first_order_harmonic():
+    """Issue #6: the spiking learner's easiest function has degree-1 energy ≥ 0.9 on S² (settings in the config)."""
+    result, (f1,) = _run("fig5_spiking")
+    assert result.config.seeds == [0, 1, 2]
+    assert _per_seed(f1, "degree_energy", 1).min() >= 0.9
