@@ -192,3 +192,23 @@ def test_failure_during_the_run_leaves_no_directory(tmp_path):
     r = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(out), "--no-progress"])
     assert "diverged" in _one_line_error(r)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_compared_learners_are_judged_on_the_found_function(tmp_path):
+    from learnscope.bias import analysis
+
+    raw = tomllib.loads(TINY.format(kind="easiest"))
+    raw["analysis"]["compare"] = [{"name": "ridge", "lam": 10.0, "label": "heavy_ridge"}]
+    result = run_experiment(parse_config(raw), progress=False)
+    from learnscope.learners import Ridge
+
+    for i, m in enumerate(result.metrics["functions"][0]["per_seed"]):
+        expected = analysis.generalisation_error(Ridge(lam=10.0), result.functions[0].function.for_seed(i),
+                                                 result.components.domain, 6, 12, draws=10, seed=1000 + m["seed"])
+        assert m["compare"]["heavy_ridge"] == pytest.approx(expected["mse"])
+    raw["analysis"]["compare"] = [{"name": "ridge"}, {"name": "ridge"}]
+    with pytest.raises(ConfigError, match="two learners labelled 'ridge'"):
+        build_components(parse_config(raw))
+    raw["analysis"]["compare"] = [{"name": "rigde"}]
+    with pytest.raises(ConfigError, match="did you mean 'ridge'"):
+        build_components(parse_config(raw))

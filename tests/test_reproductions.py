@@ -152,3 +152,5 @@ def test_fig5_spiking_network_finds_a_first_order_harmonic():
     result, (f1,) = _run("fig5_spiking")
     assert result.config.seeds == [0, 1, 2]
     assert _per_seed(f1, "degree_energy", 1).min() >= 0.9
+    # the rate-based twin is judged on the same function, on the same tasks (reported, not a bar)
+    assert all(m["compare"]["rate_twin"] > 0 for m in f1["per_seed"])

@@ -42,6 +42,9 @@ class AnalysisSettings:
     max_degree : highest harmonic degree (sphere) or frequency (circle) resolved; the rest is "remainder".
     gen_draws : independent (train, test) draws averaged in the few-shot generalisation error.
     gen_n_train, gen_n_test : sizes of those draws; 0 means "as in [search]" (n_train, n_test).
+    compare : other learners (``[[analysis.compare]]`` tables, as ``[learner]``, with an optional ``label``) whose
+        few-shot error on every found function is reported beside the learner's own (e.g. a spiking network's
+        rate-based twin).
     """
 
     n_eval: int = 20000
@@ -49,6 +52,7 @@ class AnalysisSettings:
     gen_draws: int = 200
     gen_n_train: int = 0
     gen_n_test: int = 0
+    compare: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_positive_int("analysis.n_eval", self.n_eval)
@@ -57,6 +61,8 @@ class AnalysisSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"analysis.{name} must be an integer >= 0, got {v!r}")
+        if not isinstance(self.compare, list) or not all(isinstance(c, dict) for c in self.compare):
+            raise ConfigError("analysis.compare must be a list of learner tables ([[analysis.compare]])")
 
 
 @dataclass

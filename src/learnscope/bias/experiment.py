@@ -23,6 +23,7 @@ from learnscope.bias.config import ExperimentConfig
 from learnscope.bias.metalearner import MetaMLP
 from learnscope.bias.search import FoundFunction, SearchResult, SearchSettings, meta_train
 from learnscope.domains import Circle, Domain, Sphere, make_domain
+from learnscope.errors import ConfigError
 from learnscope.learners.registry import make_learner
 from learnscope.targets import Target, make_target
 
@@ -77,6 +78,7 @@ def build_components(cfg: ExperimentConfig) -> Components:
         return MetaMLP(domain.dim, **meta_kw)
 
     make_meta()  # validate the [meta] values now, before any work
+    comparison_learners(cfg.analysis.compare)  # and the [[analysis.compare]] learners
     return Components(domain, target, learner, learner_b, make_meta)
 
 
@@ -174,6 +176,18 @@ def _evaluation_learner(learner: object) -> object:
     return learner
 
 
+def comparison_learners(specs: list[dict]) -> dict[str, object]:
+    """``{label: learner}`` for the ``[[analysis.compare]]`` tables (label defaults to the learner's name)."""
+    out = {}
+    for spec in specs:
+        spec = dict(spec)
+        label = str(spec.pop("label", spec.get("name", "learner")))
+        if label in out:
+            raise ConfigError(f"analysis.compare has two learners labelled {label!r}; give each a distinct label")
+        out[label] = _evaluation_learner(make_learner(spec))
+    return out
+
+
 def _summary(values: list[float]) -> dict:
     a = np.asarray(values, dtype=float)
     return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
@@ -194,6 +208,7 @@ def evaluate(result: ExperimentResult) -> None:
     result.eval_points = points
     learner_a = _evaluation_learner(comp.learner)
     learner_b = _evaluation_learner(comp.learner_b) if comp.learner_b is not None else None
+    compared = comparison_learners(an.compare)
     S = len(cfg.seeds)
     x = torch.from_numpy(points).unsqueeze(0).expand(S, *points.shape)
     functions_out = []
@@ -232,6 +247,12 @@ def evaluate(result: ExperimentResult) -> None:
                 )
                 m["gen_mse_b"], m["gen_sem_b"] = gb["mse"], gb["sem"]
                 m["gen_ratio_b_over_a"] = gb["mse"] / max(gen["mse"], 1e-300)
+            if compared:
+                m["compare"] = {
+                    label: analysis.generalisation_error(other, f, domain, n_tr, n_te, draws=an.gen_draws,
+                                                         seed=1000 + seed)["mse"]
+                    for label, other in compared.items()
+                }
             per_seed.append(m)
         summary = {
             key: _summary([m[key] for m in per_seed])
@@ -242,6 +263,8 @@ def evaluate(result: ExperimentResult) -> None:
                 summary[f"degree{deg}_energy"] = _summary([m["degree_energy"][deg] for m in per_seed])
         if learner_b is not None:
             summary["gen_ratio_b_over_a"] = _summary([m["gen_ratio_b_over_a"] for m in per_seed])
+        for label in compared:
+            summary[f"gen_mse_{label}"] = _summary([m["compare"][label] for m in per_seed])
         times = res.extra["step_times_s"]
         functions_out.append(
             {

@@ -23,6 +23,8 @@ def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
     header += ["gen. MSE", "gen. MSE / E f²"]
     if contrast:
         header += ["gen. MSE (B)", "ratio B/A"]
+    compared = list(result.metrics["functions"][0]["per_seed"][0].get("compare", {}))
+    header += [f"gen. MSE ({label})" for label in compared]
     rows = []
     for fn in result.metrics["functions"]:
         for m in fn["per_seed"]:
@@ -32,6 +34,7 @@ def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
             row += [m["gen_mse"], m["gen_relative"]]
             if contrast:
                 row += [m["gen_mse_b"], m["gen_ratio_b_over_a"]]
+            row += [m["compare"][label] for label in compared]
             rows.append(row)
     return header, rows
 
