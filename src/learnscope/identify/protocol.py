@@ -71,24 +71,23 @@ def original_splits(labels: np.ndarray, num_splits: int, num_per_class_test: int
     rng = np.random.RandomState(seed)  # a local generator; the original's exact stream
     splits = []
     for _ in range(num_splits):
-        chosen_test: list[int] = []
-        for label in test_labels:
-            pool = test_inds[labels[test_inds] == label]
-            if len(pool) < num_per_class_test:
-                raise ConfigError(f"{num_per_class_test} test rows per class requested but class {label!r} has "
-                                  f"only {len(pool)}")
-            chosen_test.extend(pool[rng.permutation(len(pool))[:num_per_class_test]])
-        test = np.sort(np.asarray(chosen_test, dtype=int))
+        test = _pick_per_class(test_inds, labels, test_labels, num_per_class_test, rng, "test")
         remaining = np.setdiff1d(train_inds, test)
-        chosen_train: list[int] = []
-        for label in train_labels:
-            pool = remaining[labels[remaining] == label]
-            if len(pool) < num_per_class_train:
-                raise ConfigError(f"{num_per_class_train} train rows per class requested but class {label!r} has "
-                                  f"only {len(pool)} left")
-            chosen_train.extend(pool[rng.permutation(len(pool))[:num_per_class_train]])
-        splits.append({"train": np.sort(np.asarray(chosen_train, dtype=int)), "test": test})
+        train = _pick_per_class(remaining, labels, train_labels, num_per_class_train, rng, "train")
+        splits.append({"train": train, "test": test})
     return splits
+
+
+def _pick_per_class(inds: np.ndarray, labels: np.ndarray, classes: np.ndarray, k: int,
+                    rng: np.random.RandomState, side: str) -> np.ndarray:
+    """``k`` random rows of each class from ``inds`` (class by class, one permutation each), sorted."""
+    chosen: list[int] = []
+    for label in classes:
+        pool = inds[labels[inds] == label]
+        if len(pool) < k:
+            raise ConfigError(f"{k} {side} rows per class requested but class {label!r} has only {len(pool)} left")
+        chosen.extend(pool[rng.permutation(len(pool))[:k]])
+    return np.sort(np.asarray(chosen, dtype=int))
 
 
 def balanced_counts(labels: np.ndarray, test_size: float) -> tuple[int, int]:

@@ -68,12 +68,11 @@ def _evaluate(circuit: Circuit, params, x: torch.Tensor, y: torch.Tensor, loss_f
     return loss, acc
 
 
-def _record(circuit: Circuit, params, rule, state, probe: torch.Tensor, conditions: list[Condition],
+def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, conditions: list[Condition],
             meta: dict, ckpt_index: int, step: int, frac: float) -> list[dict]:
     """All observables of every layer under every condition at one checkpoint (rows of the store)."""
     with torch.no_grad():
         _, records = circuit.forward(params, probe, record=True)
-    feedback = rule.feedback(state)
     rows = []
     for layer in circuit.layers:
         li = layer.index
@@ -147,7 +146,7 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
                     b = fb[layer.index] if fb is not None else None
                     angles[layer.index].append(
                         float(angle_between(b, params[2 * layer.index])) if b is not None else float("nan"))
-                obs_rows += _record(circuit, params, rule, state, task.probe, conditions, meta, i, step,
+                obs_rows += _record(circuit, params, rule, fb, task.probe, conditions, meta, i, step,
                                     step / total)
             if step == total:
                 break

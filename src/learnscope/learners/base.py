@@ -114,12 +114,7 @@ def draw_normal(
         one seed do not depend on which other seeds share the batch.
     Returns a tensor on ``device`` (default: the generator's device).
     """
-    out = [
-        torch.randn((size, *shape), generator=g, dtype=dtype, device=g.device)
-        for g, size in generator_blocks(generator, batch)
-    ]
-    res = out[0] if len(out) == 1 else torch.cat(out, dim=0)
-    return res if device is None else res.to(device)
+    return _draw_blocks(torch.randn, generator, batch, shape, dtype, device)
 
 
 def draw_uniform(
@@ -130,10 +125,14 @@ def draw_uniform(
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """U[0, 1) draws of shape ``(batch, *shape)``; generators split the batch as in :func:`draw_normal`."""
-    out = [
-        torch.rand((size, *shape), generator=g, dtype=dtype, device=g.device)
-        for g, size in generator_blocks(generator, batch)
-    ]
+    return _draw_blocks(torch.rand, generator, batch, shape, dtype, device)
+
+
+def _draw_blocks(sampler, generator: GeneratorLike, batch: int, shape: Sequence[int], dtype: torch.dtype,
+                 device: torch.device | str | None) -> torch.Tensor:
+    """``sampler`` (torch.randn / torch.rand) drawn per generator block and concatenated along the batch axis."""
+    out = [sampler((size, *shape), generator=g, dtype=dtype, device=g.device)
+           for g, size in generator_blocks(generator, batch)]
     res = out[0] if len(out) == 1 else torch.cat(out, dim=0)
     return res if device is None else res.to(device)
 
