@@ -306,7 +306,9 @@ def test_float32_in_float32_out(case: str) -> None:
 
 def test_make_learner_from_name_dict_and_object() -> None:
     assert isinstance(make_learner("ridge"), Ridge)
-    assert set(LEARNERS) == {"ridge", "kernel_ridge", "random_features", "trained", "mushroom_body", "spiking"}
+    assert set(LEARNERS) == {
+        "ridge", "kernel_ridge", "random_features", "trained", "mushroom_body", "spiking", "small_cnn"
+    }
     krr = make_learner({"name": "kernel_ridge", "kernel": "ntk", "depth": 3, "lam": 0.01})
     assert krr.kernel_params["depth"] == 3 and krr.lam == 0.01
     mine = KernelRidge("rbf")

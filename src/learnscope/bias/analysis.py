@@ -11,8 +11,10 @@ Everything here is plain numpy (torch tensors are accepted and converted to floa
 * Linear structure: :func:`affine_r2`, :func:`linear_fit`.
 * Series of functions: :func:`overlap_matrix` (cosine overlaps) and :func:`mean_products` (the authors'
   raw measure).
-* Learners: :func:`generalisation_error` (few-shot held-out error averaged over draws) and
+* Learners: :func:`generalisation_error` (few-shot held-out error averaged over draws),
+  :func:`split_generalisation_error` (the same on a dataset with a fixed train pool / test split) and
   :func:`refit_half_mse` (the notebooks' "MSE", a capacity measure).
+* Labelled datasets: :func:`class_agreement` (agreement of a thresholded labelling with two true classes, Fig 6).
 
 All sphere averages use the uniform *probability* measure, approximated by the equal-weight mean over the
 points.
@@ -34,6 +36,7 @@ from learnscope.errors import ConfigError, NonFiniteError, ShapeError, check_pos
 
 __all__ = [
     "affine_r2",
+    "class_agreement",
     "fibonacci_sphere",
     "fourier_energy",
     "generalisation_error",
@@ -45,6 +48,7 @@ __all__ = [
     "real_spherical_harmonics",
     "refit_half_mse",
     "sphere_points",
+    "split_generalisation_error",
 ]
 
 # Zonal centres per degree = N(d, l) + oversampling; with ~25 % extra centres the zonal design on
@@ -447,3 +451,77 @@ def generalisation_error(
     if not mean_sq > 0.0:
         raise ConfigError("f is zero on every test point, so the relative error is undefined")
     return {"mse": mse, "sem": sem, "relative": mse / mean_sq, "draws": draws}
+
+
+def split_generalisation_error(
+    learner: Any,
+    values: Any,
+    domain: Any,
+    n_train: int,
+    n_test: int,
+    draws: int = 20,
+    seed: int = 0,
+    batch: int = 5,
+    dtype: torch.dtype = torch.float32,
+) -> dict:
+    """:func:`generalisation_error` on a dataset with a fixed split (:class:`~learnscope.domains.SplitDataset`).
+
+    ``values`` ``(N,)`` are the target's values on ``domain.points``. Each draw takes the rows of
+    ``domain.meta_indices(1, n_train, n_test, g)`` (training rows from the pool, test rows from the test set; the
+    whole pool and test set when the sizes match them), trains the learner on the first ``n_train`` and scores its
+    MSE on the rest; ``batch`` draws per ``fit_predict`` call, under ``torch.no_grad``. Data and learner randomness
+    come from generators seeded ``seed`` and ``seed + 1``, as in :func:`generalisation_error`, whose return value
+    (``{"mse", "sem", "relative", "draws"}``) this matches, except that a target that is zero on every test point
+    gets a NaN relative error instead of an error (a meta-learner whose ReLU6 output never left 0 is still
+    reported).
+    """
+    if not hasattr(learner, "fit_predict"):
+        raise ConfigError(f"learner must have a fit_predict method, got {type(learner).__name__}")
+    if not hasattr(domain, "meta_indices"):
+        raise ConfigError(f"domain must have a fixed split (meta_indices), got {type(domain).__name__}")
+    vals = _as_array("values", values)
+    if vals.shape != (len(domain.points),):
+        raise ShapeError(f"values must have shape ({len(domain.points)},) (one per dataset point), got {vals.shape}")
+    draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
+    data_gen = torch.Generator().manual_seed(int(seed))
+    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
+    y_all = torch.as_tensor(vals, dtype=dtype)
+    per_draw, sq_targets = [], []
+    with torch.no_grad():
+        for start in range(0, draws, batch):
+            b = min(batch, draws - start)
+            idx = domain.meta_indices(b, n_train, n_test, data_gen)
+            x, y = domain.points[idx].to(dtype), y_all[idx]
+            pred = learner.fit_predict(x[:, :n_train], y[:, :n_train], x[:, n_train:], generator=learner_gen)
+            pred = _as_array("learner prediction", pred)
+            y_te = y[:, n_train:].double().numpy()
+            per_draw.append(((pred - y_te) ** 2).mean(axis=1))
+            sq_targets.append((y_te**2).mean(axis=1))
+    errs = np.concatenate(per_draw)
+    mse = float(errs.mean())
+    sem = float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
+    mean_sq = float(np.concatenate(sq_targets).mean())
+    relative = mse / mean_sq if mean_sq > 0.0 else float("nan")  # a labelling that is 0 everywhere: undefined
+    return {"mse": mse, "sem": sem, "relative": relative, "draws": draws}
+
+
+def class_agreement(values: Any, classes: Any, pair: tuple[int, int] = (0, 1), threshold: float = 0.5) -> dict:
+    """How well a labelling separates two true classes, whichever way round.
+
+    ``values`` ``(N,)`` are thresholded (value > ``threshold`` → 1) and compared with ``classes`` ``(N,)`` (each in
+    ``pair``), reading class ``pair[1]`` as 1:
+
+    .. math:: a = \\frac1N \\sum_i [\\,[f(x_i) > t] = [c_i = \\text{pair}_1]\\,],\\qquad
+              \\text{agreement} = \\max(a, 1 - a).
+
+    Returns ``{"agreement", "accuracy": a, "class_labelled_1"}``: the class the labelling maps to 1 (``pair[1]`` if
+    a ≥ ½, else ``pair[0]``).
+    """
+    v, c = _as_array("values", values), np.asarray(classes)
+    if v.ndim != 1 or c.shape != v.shape or v.size == 0:
+        raise ShapeError(f"values and classes must both be (N,) with N > 0, got {v.shape} and {c.shape}")
+    if not np.isin(c, pair).all():
+        raise ConfigError(f"classes must all be in {tuple(pair)}, got {sorted(set(c.tolist()) - set(pair))}")
+    acc = float(((v > threshold) == (c == pair[1])).mean())
+    labelled_1 = int(pair[1] if acc >= 0.5 else pair[0])
+    return {"agreement": max(acc, 1.0 - acc), "accuracy": acc, "class_labelled_1": labelled_1}

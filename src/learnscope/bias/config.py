@@ -3,11 +3,12 @@
 A config has these tables (every key optional except where noted)::
 
     [run]       kind = "easiest" | "series" | "contrast", seeds = [0, 1], title, description
-    [domain]    name = "sphere" | "disc" | "circle" | "hypercube" + its parameters      (required)
+    [domain]    name = "sphere" | "disc" | "circle" | "hypercube" | "mnist01" + its parameters  (required)
     [target]    name = "uniform" | "gaussian" | "empirical" + its parameters          (default uniform[-1, 1])
-    [learner]   name = "ridge" | "kernel_ridge" | "random_features" + its parameters  (required)
+    [learner]   name = "ridge" | "kernel_ridge" | "random_features" | "trained" | … | "small_cnn" + parameters
+                (required)
     [learner_b] the second learner of a contrast (required for kind = "contrast")
-    [meta]      hidden, layers, cos, tied                                             (meta-learner network)
+    [meta]      kind = "mlp": hidden, layers, cos, tied; kind = "cnn" (image domains): channels, kernel, output
     [search]    every field of :class:`~learnscope.bias.search.SearchSettings`
     [[series]]  one table per function of a series: overrides of [search] for that function
     [analysis]  how found functions are judged (see :class:`AnalysisSettings`)
@@ -31,7 +32,10 @@ from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
 KINDS = ("easiest", "series", "contrast")
 SECTIONS = ("run", "domain", "target", "learner", "learner_b", "meta", "search", "series", "analysis")
 RUN_KEYS = ("kind", "seeds", "title", "description")
-META_KEYS = ("hidden", "layers", "cos", "tied")
+META_KINDS = ("mlp", "cnn")
+#: [meta] keys of each meta-learner kind (``kind`` itself defaults to "mlp").
+META_KIND_KEYS = {"mlp": ("hidden", "layers", "cos", "tied"), "cnn": ("channels", "kernel", "output")}
+META_KEYS = ("kind", *META_KIND_KEYS["mlp"], *META_KIND_KEYS["cnn"])
 
 
 @dataclass
@@ -180,6 +184,15 @@ def parse_config(raw: dict) -> ExperimentConfig:
     target = _table(raw, "target") or {"name": "uniform"}
     meta = _table(raw, "meta")
     _check_keys(meta, META_KEYS, "meta")
+    meta_kind = meta.get("kind", "mlp")
+    if meta_kind not in META_KINDS:
+        raise UnknownNameError("meta.kind", str(meta_kind), META_KINDS)
+    for key in meta:
+        if key != "kind" and key not in META_KIND_KEYS[meta_kind]:
+            raise ConfigError(
+                f"[meta] key {key!r} does not apply to meta.kind = {meta_kind!r} "
+                f"(its keys: kind, {', '.join(META_KIND_KEYS[meta_kind])})"
+            )
     search = _settings(_table(raw, "search"), None, "search")
 
     series_raw = raw.get("series", [])

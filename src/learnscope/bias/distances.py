@@ -11,7 +11,8 @@ differentiable in the labels with autograd. Labels are 1-D values ``(N, n)``; :f
 * ``"energy"`` — energy distance (the paper's Fig. 8 term).
 * ``"geomloss_sinkhorn"`` — the same Sinkhorn divergence computed by geomloss (optional extra).
 
-:func:`make_distance` turns a name into ``dist(labels, target) -> (N,)``.
+:func:`make_distance` turns a name into ``dist(labels, target) -> (N,)``. Not a distance but used in its place:
+:func:`neg_std`, minus the label spread (Fig 6's term, no target distribution).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_p
 from learnscope.targets import Target, make_target, unit_interval_rule
 
 DISTANCES = ("w2", "sinkhorn", "energy", "geomloss_sinkhorn")
+#: Spread terms: L_d from the labels alone, with no target distribution (:func:`neg_std`, Fig 6).
+SPREADS = ("neg_std",)
 
 # --------------------------------------------------------------------------------------------------------
 # input checks
@@ -481,6 +484,18 @@ def geomloss_sinkhorn(
         "sinkhorn", p=2, blur=blur, scaling=scaling, debias=True, backend="tensorized"
     )
     return loss(x, y.contiguous())
+
+
+def neg_std(labels: torch.Tensor) -> torch.Tensor:
+    """The Fig 6 spread term: minus the standard deviation of each row of labels ``(N, n)`` → ``(N,)``.
+
+    .. math:: L_d = -\\sqrt{\\tfrac1n \\textstyle\\sum_i (y_i - \\bar y)^2}
+
+    Population std (ddof = 0; the authors' ``torch.std`` uses n − 1, a factor √(n/(n−1)) ≈ 1.0005 at n = 1000).
+    With labels bounded in [0, 1] it is smallest, −½, for a half-and-half labelling by 0 and 1.
+    """
+    labels = _check_labels("labels", labels)
+    return -labels.std(dim=1, unbiased=False)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ import torch
 
 from learnscope.bias import analysis
 from learnscope.bias.config import ExperimentConfig
-from learnscope.bias.metalearner import MetaMLP
+from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.bias.search import FoundFunction, SearchResult, SearchSettings, meta_train
-from learnscope.domains import Circle, Domain, Sphere, make_domain
+from learnscope.domains import Circle, Domain, Sphere, SplitDataset, make_domain
 from learnscope.errors import ConfigError
 from learnscope.learners.registry import make_learner
 from learnscope.targets import Target, make_target
@@ -36,7 +36,7 @@ class Components:
     target: Target
     learner: object
     learner_b: object | None
-    make_meta: Callable[[], MetaMLP]
+    make_meta: Callable[[], MetaMLP | MetaCNN]
 
     def learner_specs(self) -> tuple[dict, ...]:
         out = [_describe(self.learner)]
@@ -66,18 +66,54 @@ def _describe(obj: object) -> dict:
     return describe() if callable(describe) else {"name": type(obj).__name__}
 
 
+def meta_factory(table: dict, domain: Domain) -> Callable[[], MetaMLP | MetaCNN]:
+    """A factory of fresh meta-learners from the ``[meta]`` table: an MLP (``kind = "mlp"``, default) or, on an
+    image domain (one with ``image_shape``), a CNN (``kind = "cnn"``). Validates the values now."""
+    kw = dict(table)
+    kind = kw.pop("kind", "mlp")
+    if kind == "cnn":
+        shape = getattr(domain, "image_shape", None)
+        if shape is None:
+            raise ConfigError(
+                f"meta.kind = 'cnn' needs an image domain (e.g. mnist01), not {domain.name!r}; use meta.kind = 'mlp'"
+            )
+        kw = {"channels": [16, 32], "kernel": 5, "output": "relu6"} | kw
+
+        def make_cnn() -> MetaCNN:
+            return MetaCNN(shape, **kw)
+
+        make_cnn()
+        return make_cnn
+    kw = {"hidden": 150, "layers": 2, "cos": False, "tied": True} | kw
+
+    def make_mlp() -> MetaMLP:
+        return MetaMLP(domain.dim, **kw)
+
+    make_mlp()
+    return make_mlp
+
+
+def _check_split_sizes(cfg: ExperimentConfig, domain: SplitDataset) -> None:
+    """Every function's n_train / n_test (and the analysis sizes) must fit the domain's pool and test set."""
+    for st in cfg.function_settings():
+        sizes = [("search.n_train", st.n_train, domain.n_pool), ("search.n_test", st.n_test, domain.n_test),
+                 ("analysis.gen_n_train", cfg.analysis.gen_n_train, domain.n_pool),
+                 ("analysis.gen_n_test", cfg.analysis.gen_n_test, domain.n_test)]
+        for key, n, have in sizes:
+            if n > have:
+                part = "training pool" if "train" in key else "test set"
+                raise ConfigError(f"{key} = {n} exceeds the {have} points of the {part} of domain {domain.name!r}")
+
+
 def build_components(cfg: ExperimentConfig) -> Components:
     """Domain, target, learners and a meta-learner factory from the config tables."""
     domain = make_domain(cfg.domain)
     target = make_target(cfg.target)
     learner = make_learner(cfg.learner)
     learner_b = make_learner(cfg.learner_b) if cfg.learner_b is not None else None
-    meta_kw = {"hidden": 150, "layers": 2, "cos": False, "tied": True} | cfg.meta
-
-    def make_meta() -> MetaMLP:
-        return MetaMLP(domain.dim, **meta_kw)
-
-    make_meta()  # validate the [meta] values now, before any work
+    make_meta = meta_factory(cfg.meta, domain)  # validates the [meta] values now, before any work
+    if isinstance(domain, SplitDataset):
+        _check_split_sizes(cfg, domain)
     comparison_learners(cfg.analysis.compare)  # and the [[analysis.compare]] learners
     return Components(domain, target, learner, learner_b, make_meta)
 
@@ -99,7 +135,7 @@ def _save_function(path: Path, res: SearchResult, digest: str) -> None:
 def _load_function(
     path: Path,
     digest: str,
-    meta: MetaMLP,
+    meta: MetaMLP | MetaCNN,
     previous: list[FoundFunction],
     settings: SearchSettings,
     seeds: list[int],
@@ -193,6 +229,34 @@ def _summary(values: list[float]) -> dict:
     return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
 
 
+def _split_metrics(domain: SplitDataset, values: np.ndarray) -> dict:
+    """Agreement of a labelling of a two-class :class:`SplitDataset` with the true classes (Fig 6), on the held-out
+    test set (the headline), the training pool and all points."""
+    if domain.labels is None:
+        return {}
+    pair = tuple(int(c) for c in np.unique(domain.labels))
+    if len(pair) != 2:
+        return {}
+    test = np.arange(len(values)) >= domain.n_pool
+    on_test = analysis.class_agreement(values[test], domain.labels[test], pair)
+    return {
+        "agreement": on_test["agreement"],
+        "class_labelled_1": on_test["class_labelled_1"],
+        "agreement_train_pool": analysis.class_agreement(values[~test], domain.labels[~test], pair)["agreement"],
+        "agreement_all": analysis.class_agreement(values, domain.labels, pair)["agreement"],
+    }
+
+
+def _generalisation(
+    learner: object, domain: Domain, f: Callable, values: np.ndarray, n_tr: int, n_te: int, draws: int, seed: int
+) -> dict:
+    """Few-shot error of a learner on a found function: fresh draws from the domain, or on a split dataset the
+    learner trained on the pool and scored on the test set (``values``: the function on ``domain.points``)."""
+    if isinstance(domain, SplitDataset):
+        return analysis.split_generalisation_error(learner, values, domain, n_tr, n_te, draws=draws, seed=seed)
+    return analysis.generalisation_error(learner, f, domain, n_tr, n_te, draws=draws, seed=seed)
+
+
 def evaluate(result: ExperimentResult) -> None:
     """Fill ``result.metrics`` and ``result.arrays`` with measurements of every found function and seed.
 
@@ -200,11 +264,18 @@ def evaluate(result: ExperimentResult) -> None:
     energy per degree (sphere) or Fourier energy per frequency (circle); few-shot generalisation error of
     the learner (and of learner B for a contrast, with the ratio B/A). For a series: the overlap matrix
     (cosine of the un-centred inner products) of the functions on the evaluation set, per seed.
+
+    On a :class:`~learnscope.domains.SplitDataset` (e.g. MNIST 0/1) the evaluation set is the dataset itself (pool,
+    then test set); linear fits in pixel space are not made (R² entries are NaN); the few-shot error trains on the
+    pool and scores the test set (:func:`~learnscope.bias.analysis.split_generalisation_error`); and for two classes
+    the agreement with the true class at threshold 0.5 is reported (``agreement`` on the held-out test set,
+    ``class_labelled_1``, ``agreement_train_pool``, ``agreement_all``).
     """
     cfg, comp = result.config, result.components
     an = cfg.analysis
     domain = comp.domain
-    points = evaluation_points(domain, an.n_eval)
+    split = isinstance(domain, SplitDataset)
+    points = domain.points.double().numpy() if split else evaluation_points(domain, an.n_eval)
     result.eval_points = points
     learner_a = _evaluation_learner(comp.learner)
     learner_b = _evaluation_learner(comp.learner_b) if comp.learner_b is not None else None
@@ -223,41 +294,39 @@ def evaluate(result: ExperimentResult) -> None:
         for i, seed in enumerate(cfg.seeds):
             v = values[i]
             f = res.function.for_seed(i)
+
+            gen_args = (domain, f, v, n_tr, n_te, an.gen_draws, 1000 + seed)
             m: dict = {
                 "seed": seed,
                 "label_mean": float(v.mean()),
                 "label_std": float(v.std()),
-                "affine_r2": analysis.affine_r2(points, v, bias=True),
-                "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False),
-                "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist(),
                 "final_loss": float(res.history["loss"][-10:, i].mean()),
             }
+            if split:
+                m |= {"affine_r2": float("nan"), "linear_r2_no_bias": float("nan")} | _split_metrics(domain, v)
+            else:
+                m |= {
+                    "affine_r2": analysis.affine_r2(points, v, bias=True),
+                    "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False),
+                    "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist(),
+                }
             if isinstance(domain, Sphere):
                 e = analysis.harmonic_energy(f, domain.dim, an.max_degree, points=points)
                 m["degree_energy"] = e.tolist()
             elif isinstance(domain, Circle):
                 m["frequency_energy"] = analysis.fourier_energy(f, an.max_degree).tolist()
-            gen = analysis.generalisation_error(
-                learner_a, f, domain, n_tr, n_te, draws=an.gen_draws, seed=1000 + seed
-            )
+            gen = _generalisation(learner_a, *gen_args)
             m["gen_mse"], m["gen_sem"], m["gen_relative"] = gen["mse"], gen["sem"], gen["relative"]
             if learner_b is not None:
-                gb = analysis.generalisation_error(
-                    learner_b, f, domain, n_tr, n_te, draws=an.gen_draws, seed=1000 + seed
-                )
+                gb = _generalisation(learner_b, *gen_args)
                 m["gen_mse_b"], m["gen_sem_b"] = gb["mse"], gb["sem"]
                 m["gen_ratio_b_over_a"] = gb["mse"] / max(gen["mse"], 1e-300)
             if compared:
-                m["compare"] = {
-                    label: analysis.generalisation_error(other, f, domain, n_tr, n_te, draws=an.gen_draws,
-                                                         seed=1000 + seed)["mse"]
-                    for label, other in compared.items()
-                }
+                m["compare"] = {label: _generalisation(other, *gen_args)["mse"] for label, other in compared.items()}
             per_seed.append(m)
-        summary = {
-            key: _summary([m[key] for m in per_seed])
-            for key in ("affine_r2", "linear_r2_no_bias", "label_std", "gen_mse", "gen_relative")
-        }
+        keys = ["affine_r2", "linear_r2_no_bias", "label_std", "gen_mse", "gen_relative"]
+        keys += ["agreement"] if "agreement" in per_seed[0] else []
+        summary = {key: _summary([m[key] for m in per_seed]) for key in keys}
         if isinstance(domain, Sphere):
             for deg in range(min(an.max_degree, 4) + 1):
                 summary[f"degree{deg}_energy"] = _summary([m["degree_energy"][deg] for m in per_seed])
@@ -283,6 +352,10 @@ def evaluate(result: ExperimentResult) -> None:
         for name, a in res.function.state().items():
             result.arrays[f"f{k + 1}_{name}"] = a
     result.arrays["eval_points"] = points.astype(np.float32)
+    if split:
+        result.arrays["eval_is_test"] = np.arange(len(points)) >= domain.n_pool
+        if domain.labels is not None:
+            result.arrays["eval_labels"] = np.asarray(domain.labels)
     result.metrics.update(
         {"kind": cfg.kind, "seeds": list(cfg.seeds), "title": cfg.title, "functions": functions_out}
     )

@@ -1,4 +1,4 @@
-"""Meta-learner networks f_θ: X → R that propose labellings.
+"""Meta-learner networks f_θ: X → R that propose labellings (:class:`MetaMLP`; :class:`MetaCNN` for images).
 
 The networks are functional and carry a leading *seed* dimension S, so several independent meta-learning
 runs (different seeds) train in one batched call: parameters have shape ``(S, ...)`` and inputs
@@ -18,8 +18,9 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
-from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
 
 
 def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -99,3 +100,112 @@ class MetaMLP:
 
     def describe(self) -> dict:
         return {"hidden": self.hidden, "layers": self.layers, "cos": self.cos, "tied": self.tied}
+
+
+META_OUTPUTS = ("linear", "relu6", "hardsigmoid")
+
+
+def _conv_block(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """Same-padded stride-1 conv, 2×2 max-pool, ReLU on a grouped batch ``(M, S·C, H, W)``.
+
+    Pooling before the ReLU gives the same values as after it (both are monotone) on a 4× smaller tensor.
+    """
+    k = W.shape[-1]
+    a = F.conv2d(h, W.reshape(-1, *W.shape[2:]), b.reshape(-1), padding=k // 2, groups=groups)
+    return F.max_pool2d(a, 2).relu()
+
+
+class MetaCNN:
+    """A stack of S independent convolutional meta-learners for images (Fig 6), in one batched call.
+
+    ``Conv(C→c₁, k×k, same) → ReLU → MaxPool2 → Conv(c₁→c₂, k×k, same) → ReLU → MaxPool2 → Linear(c₂·H/4·W/4 → 1)``
+    then the output map: ``"relu6"`` gives ReLU6(·)/6 = clamp(·, 0, 6)/6, labels in [0, 1] (the authors'), or
+    ``"linear"``. Initialisation is PyTorch's default for ``nn.Conv2d`` / ``nn.Linear``, U(±1/√fan_in) for weights
+    and biases (fan_in = C·k² for a conv), from explicit generators.
+
+    Inputs are flattened images ``(S, ..., C·H·W)`` (row-major), so a domain's points feed it directly. The S
+    seeds run as one grouped convolution (``groups = S``) on a channels-last batch, which on CPU is the fastest
+    layout for these small convolutions.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] = (1, 28, 28),
+        channels: Sequence[int] = (16, 32),
+        kernel: int = 5,
+        output: str = "relu6",
+    ):
+        if not isinstance(in_shape, (list, tuple)) or len(in_shape) != 3:
+            raise ConfigError(f"meta.in_shape must be (C, H, W), got {in_shape!r}")
+        self.in_shape = tuple(check_positive_int("meta.in_shape", v) for v in in_shape)
+        if not isinstance(channels, (list, tuple)) or len(channels) != 2:
+            raise ConfigError(f"meta.channels must be a pair [c1, c2], got {channels!r}")
+        self.channels = tuple(check_positive_int("meta.channels", c) for c in channels)
+        self.kernel = check_positive_int("meta.kernel", kernel)
+        if self.kernel % 2 == 0:
+            raise ConfigError(f"meta.kernel must be odd (same padding), got {kernel}")
+        if output not in META_OUTPUTS:
+            raise UnknownNameError("meta.output", str(output), META_OUTPUTS)
+        self.output = output
+        C, H, W = self.in_shape
+        if H % 4 or W % 4:
+            raise ConfigError(f"the CNN meta-learner pools twice by 2: image sides must be multiples of 4, got {H}×{W}")
+        self.d_in = C * H * W
+        self.params: list[torch.Tensor] = []
+
+    def init(
+        self, generators: Sequence[torch.Generator], dtype: torch.dtype = torch.float32
+    ) -> list[torch.Tensor]:
+        """Parameters ``[W1 (S,c1,C,k,k), b1 (S,c1), W2 (S,c2,c1,k,k), b2 (S,c2), W3 (S,c2·H·W/16,1), b3 (S,1)]``."""
+        if len(generators) == 0:
+            raise ConfigError("need at least one seed generator")
+        C, H, W = self.in_shape
+        (c1, c2), k = self.channels, self.kernel
+        n_flat = c2 * (H // 4) * (W // 4)
+        shapes = [
+            ((c1, C, k, k), C * k * k),
+            ((c1,), C * k * k),
+            ((c2, c1, k, k), c1 * k * k),
+            ((c2,), c1 * k * k),
+            ((n_flat, 1), n_flat),
+            ((1,), n_flat),
+        ]
+        per_seed = [[_uniform(s, 1 / math.sqrt(fan), g, dtype) for s, fan in shapes] for g in generators]
+        self.params = [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
+        return self.params
+
+    @property
+    def n_seeds(self) -> int:
+        return self.params[0].shape[0] if self.params else 0
+
+    def forward(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Labels f_θ(x): x ``(S, ..., C·H·W)`` → ``(S, ...)``."""
+        p = list(self.params if params is None else params)
+        S = p[0].shape[0]
+        if x.shape[0] != S or x.shape[-1] != self.d_in:
+            raise ShapeError(f"meta-learner input must have shape ({S}, ..., {self.d_in}), got {tuple(x.shape)}")
+        lead = x.shape[1:-1]
+        C, H, W = self.in_shape
+        h = x.reshape(S, -1, C, H, W)
+        M = h.shape[1]
+        h = h.transpose(0, 1).reshape(M, S * C, H, W).contiguous(memory_format=torch.channels_last)
+        h = _conv_block(h, p[0], p[1], S)
+        h = _conv_block(h, p[2], p[3], S)  # (M, S·c2, H/4, W/4)
+        h = h.reshape(M, S, -1).transpose(0, 1)  # (S, M, c2·H/4·W/4), torch's flatten order per seed
+        out = torch.baddbmm(p[5].unsqueeze(1), h, p[4]).squeeze(-1)
+        if self.output == "relu6":
+            out = F.relu6(out) / 6
+        elif self.output == "hardsigmoid":
+            out = F.hardsigmoid(out)
+        return out.reshape(S, *lead)
+
+    __call__ = forward
+
+    def describe(self) -> dict:
+        return {
+            "kind": "cnn",
+            "in_shape": list(self.in_shape),
+            "channels": list(self.channels),
+            "kernel": self.kernel,
+            "output": self.output,
+        }

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learnscope.bias.distances import DISTANCES, make_distance
-from learnscope.bias.metalearner import MetaMLP
+from learnscope.bias.distances import DISTANCES, SPREADS, make_distance, neg_std
+from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.domains import Domain
 from learnscope.errors import ConfigError, UnknownNameError, check_positive, check_positive_int
 
@@ -47,7 +47,8 @@ class SearchSettings:
     learners_per_step : independent learners (fresh randomness) averaged in L_g each step.
     optimiser, lr : meta-optimiser (adagrad, adam, sgd) and its learning rate.
     alpha_g, alpha_d, alpha_o : weights of generalisation, distribution and orthogonality terms.
-    distance : "w2" (exact 1-D Wasserstein, default), "sinkhorn", "energy", "geomloss_sinkhorn".
+    distance : "w2" (exact 1-D Wasserstein, default), "sinkhorn", "energy", "geomloss_sinkhorn", or the spread
+        term "neg_std" (minus the std of the labels; no target distribution, Fig 6).
     distance_on : labels the distance is taken on: "test", "train+test" (sum of two terms), "union".
     target_samples : size of the target sample Y*; 0 compares with the exact target distribution
         (w2) or its n equal-probability quantile midpoints (other distances).
@@ -93,7 +94,7 @@ class SearchSettings:
             raise ConfigError(f"search.target_samples must be an integer >= 0, got {self.target_samples!r}")
         for name, valid in (
             ("optimiser", OPTIMISERS),
-            ("distance", DISTANCES),
+            ("distance", DISTANCES + SPREADS),
             ("distance_on", DISTANCE_ON),
             ("contrast_objective", CONTRAST_OBJECTIVES),
             ("orthogonality", ORTHOGONALITY),
@@ -122,7 +123,7 @@ class FoundFunction:
 
     def __init__(
         self,
-        meta: MetaMLP,
+        meta: MetaMLP | MetaCNN,
         params: Sequence[torch.Tensor],
         previous: Sequence[FoundFunction] = (),
         coef: torch.Tensor | None = None,
@@ -245,7 +246,7 @@ def _make_optimiser(name: str, params: list[torch.Tensor], lr: float) -> torch.o
 
 
 def meta_train(
-    meta: MetaMLP,
+    meta: MetaMLP | MetaCNN,
     domain: Domain,
     learner,
     target,
@@ -260,7 +261,9 @@ def meta_train(
     """Run Algorithm 1 for one function, for every seed at once.
 
     meta : the meta-learner architecture (its parameters are (re)initialised here, one per seed).
-    domain : input distribution; learner (and learner_b for a contrast): objects with ``fit_predict``.
+    domain : input distribution; each step's points come from ``domain.meta_batch`` (fresh independent draws, or
+        for a :class:`~learnscope.domains.SplitDataset` training points from its pool and test points from its
+        test set). learner (and learner_b for a contrast): objects with ``fit_predict``.
     target : target label distribution (``learnscope.targets``).
     previous : earlier functions of a series (this one is kept orthogonal to them).
     progress : show a progress bar (a string is used as its description).
@@ -279,9 +282,16 @@ def meta_train(
     # one generator per seed: seed i's learners draw from their own stream, whatever else is batched
     learner_gens = [seed_generator(x, _STREAM_LEARNER + 10 * len(previous)) for x in seeds]
     target_gens = [seed_generator(x, _STREAM_TARGET + 10 * len(previous)) for x in seeds]
-    distance = make_distance(s.distance)
+    if s.distance in SPREADS:
+
+        def distance(labels: torch.Tensor, _target: object) -> torch.Tensor:
+            return neg_std(labels)
+    else:
+        distance = make_distance(s.distance)
 
     def draw_target(n: int) -> object:
+        if s.distance in SPREADS:
+            return None
         if s.target_samples == 0:
             if s.distance == "w2":
                 return target
@@ -317,9 +327,12 @@ def meta_train(
     )
     zeros = torch.zeros(S, dtype=dtype)
     step_times = np.empty(s.steps)
+    draw_points = getattr(domain, "meta_batch", None) or (
+        lambda b, n, m, g, dtype: domain.sample_batch(b, n + m, g, dtype=dtype)  # a duck-typed domain
+    )
     for step in bar:
         t0 = time.perf_counter()
-        x = torch.stack([domain.sample_batch(B, n_tr + n_te, g, dtype=dtype) for g in data_gens])  # (S,B,n,d)
+        x = torch.stack([draw_points(B, n_tr, n_te, g, dtype=dtype) for g in data_gens])  # (S, B, n, d)
         y = meta.forward(x, params)  # (S, B, n)
         _check_diverged(y.reshape(S, -1).sum(dim=1), step, seeds)
         coef = None
@@ -392,7 +405,7 @@ def find_contrast(meta, domain, learner_a, learner_b, target, settings: SearchSe
 
 
 def find_series(
-    make_meta: Callable[[], MetaMLP],
+    make_meta: Callable[[], MetaMLP | MetaCNN],
     domain: Domain,
     learner,
     target,

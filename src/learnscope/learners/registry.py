@@ -10,6 +10,7 @@ from learnscope.errors import ConfigError, check_parameters, split_spec
 from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
+from learnscope.learners.small_cnn import SmallCNNLearner
 from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, TrainedLearner
 
 LEARNERS: dict[str, type] = {
@@ -19,6 +20,7 @@ LEARNERS: dict[str, type] = {
     "trained": TrainedLearner,
     "mushroom_body": MushroomBodyLearner,
     "spiking": SpikingLearner,
+    "small_cnn": SmallCNNLearner,
 }
 
 

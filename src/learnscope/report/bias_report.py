@@ -9,13 +9,59 @@ import numpy as np
 import tomli_w
 
 from learnscope.bias.experiment import ExperimentResult
-from learnscope.domains import Circle, Disc, Sphere
+from learnscope.domains import Circle, Disc, Sphere, SplitDataset
 from learnscope.report import figures
 from learnscope.report import html as H
 
 
+def _learner_label(spec: dict) -> str:
+    """A learner's name, with its learning rule when it is a trained network (``trained, rule fa``)."""
+    rule = spec.get("rule")
+    if isinstance(rule, dict):
+        rule = rule.get("name")
+    return f"{spec['name']}, rule {rule}" if isinstance(rule, str) else str(spec["name"])
+
+def _split_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
+    """Headline table on a split dataset (MNIST 0/1): agreement with the true class instead of linear fits."""
+    header = ["function", "seed", "agreement (held-out)", "class labelled 1", "agreement (train pool)", "label mean",
+              "label std", "gen. MSE", "gen. MSE / E f²"]
+    rows = [
+        [f"f{fn['index']}", m["seed"], m.get("agreement", float("nan")), m.get("class_labelled_1", "–"),
+         m.get("agreement_train_pool", float("nan")), m["label_mean"], m["label_std"], m["gen_mse"], m["gen_relative"]]
+        for fn in result.metrics["functions"]
+        for m in fn["per_seed"]
+    ]
+    return header, rows
+
+
+def _split_sections(result: ExperimentResult, out: Path) -> list[str]:
+    """Held-out images with their labels, and the labels' histogram per true class (one per seed)."""
+    domain, arrays, seeds = result.components.domain, result.arrays, result.config.seeds
+    test = arrays["eval_is_test"]
+    parts = []
+    for k in range(len(result.functions)):
+        values = arrays[f"f{k + 1}_values"]
+        shown = np.flatnonzero(test)[:12]
+        shape = getattr(domain, "image_shape", None)
+        if shape is not None and shape[0] == 1:
+            png = figures.image_grid(
+                arrays["eval_points"][shown], values[:, shown], out / f"f{k + 1}_images.png",
+                [f"seed {s}" for s in seeds], image_shape=shape[1:],
+            )
+            parts.append(H.figure(png, f"f{k + 1}: the first 12 held-out images and their meta-learned labels"))
+        if "eval_labels" in arrays:
+            png = figures.class_histograms(
+                values[:, test], arrays["eval_labels"][test], [f"f{k + 1}, seed {s}" for s in seeds],
+                out / f"f{k + 1}_histograms.png",
+            )
+            parts.append(H.figure(png, f"f{k + 1}: labels of the {int(test.sum())} held-out images, by true class"))
+    return parts
+
+
 def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
     domain = result.components.domain
+    if isinstance(domain, SplitDataset):
+        return _split_rows(result)
     contrast = result.config.kind == "contrast"
     header = ["function", "seed", "label std", "affine R²", "no-bias R²"]
     if isinstance(domain, Sphere):
@@ -96,6 +142,11 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
     png = figures.loss_curves([r.history for r in funcs], seeds, out / "losses.png")
     sections.append(("Meta-training", [H.figure(png, "loss terms per meta-step (one line per seed)")]))
 
+    if isinstance(domain, SplitDataset):
+        sections.append(("Found functions", _split_sections(result, out)))
+        sections.append(("Resolved config", [H.preformatted(tomli_w.dumps(result.resolved_config()))]))
+        return _write_page(cfg, sections, out)
+
     panels = [
         (f"f{k + 1}, seed {s}", r.function.for_seed(i))
         for k, r in enumerate(funcs)
@@ -144,7 +195,7 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
 
     if cfg.kind == "contrast":
         per = metrics["functions"][0]["per_seed"]
-        names = (comp.learner_specs()[0]["name"] + " (A)", comp.learner_specs()[1]["name"] + " (B)")
+        names = (_learner_label(comp.learner_specs()[0]) + " (A)", _learner_label(comp.learner_specs()[1]) + " (B)")
         png = figures.paired_bars(
             [m["gen_mse"] for m in per],
             [m["gen_mse_b"] for m in per],
@@ -164,10 +215,13 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
         )
 
     sections.append(("Resolved config", [H.preformatted(tomli_w.dumps(result.resolved_config()))]))
+    return _write_page(cfg, sections, out)
+
+
+def _write_page(cfg, sections: list[tuple[str, list[str]]], out: Path) -> Path:
     title = cfg.title or f"learnscope bias: {cfg.kind}"
-    page = H.page(title, sections, subtitle=cfg.description)
     path = out / "report.html"
-    path.write_text(page)
+    path.write_text(H.page(title, sections, subtitle=cfg.description))
     return path
 
 

@@ -186,3 +186,42 @@ def paired_bars(
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def image_grid(
+    images: np.ndarray,
+    values: np.ndarray,
+    path: Path,
+    row_titles: Sequence[str],
+    image_shape: Sequence[int] = (28, 28),
+) -> Path:
+    """Images with the meta-learned label above each. images: (n, H·W) shared by every row; values: (rows, n)."""
+    rows, n = values.shape
+    fig, axes = plt.subplots(rows, n, figsize=(0.9 * n, 1.05 * rows + 0.3), squeeze=False)
+    for r in range(rows):
+        for j in range(n):
+            ax = axes[r][j]
+            ax.imshow(images[j].reshape(image_shape), cmap="gray_r")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{values[r, j]:.2f}", fontsize=7, pad=2)
+        axes[r][0].set_ylabel(row_titles[r], fontsize=7)
+    return _save(fig, path)
+
+
+def class_histograms(
+    values: np.ndarray, classes: np.ndarray, titles: Sequence[str], path: Path, bins: int = 30
+) -> Path:
+    """Histogram of the labels of each true class, one panel per row of values (rows, n); classes: (n,)."""
+    rows = values.shape[0]
+    fig, axes = plt.subplots(1, rows, figsize=(3.4 * rows, 2.6), squeeze=False)
+    edges = np.linspace(min(0.0, values.min()), max(1.0, values.max()), bins + 1)
+    for r, ax in enumerate(axes[0]):
+        for c in np.unique(classes):
+            ax.hist(values[r, classes == c], bins=edges, alpha=0.6, label=f"digit {c}")
+        ax.set_yscale("log")
+        ax.set_xlabel("meta-learned label")
+        ax.set_title(titles[r], fontsize=9)
+    axes[0][0].set_ylabel("images")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
