@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from learnscope.bias.config import apply_overrides, load_config, parse_config
@@ -30,14 +31,27 @@ def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
     return report
 
 
+def _dominant_degrees(per_seed: list[dict]) -> str:
+    """``degree 2 (energy 0.93–0.96)``: the degree holding most energy per seed, with the range of that energy."""
+    best = [(int(np.argmax(m["degree_energy"])), max(m["degree_energy"])) for m in per_seed]
+    degrees = sorted({d for d, _ in best})
+    lo, hi = min(e for _, e in best), max(e for _, e in best)
+    return f"dominant degree {'/'.join(map(str, degrees))} (energy {lo:.3f}–{hi:.3f})"
+
+
 def _print_summary(metrics: dict, report: Path) -> None:
     for fn in metrics["functions"]:
         s = fn["summary"]
-        parts = [f"f{fn['index']}: affine R² median {s['affine_r2']['median']:.4f}"]
+        if "agreement" in s:
+            parts = [f"f{fn['index']}: agreement with the classes on held-out points min {s['agreement']['min']:.4f}"
+                     f" / median {s['agreement']['median']:.4f}, label std median {s['label_std']['median']:.3f}"]
+        else:
+            parts = [f"f{fn['index']}: affine R² median {s['affine_r2']['median']:.4f}"]
         if "degree1_energy" in s:
             parts.append(
                 f"degree-1 energy min {s['degree1_energy']['min']:.4f} / median {s['degree1_energy']['median']:.4f}"
             )
+            parts.append(_dominant_degrees(fn["per_seed"]))
         if "gen_ratio_b_over_a" in s:
             parts.append(
                 f"gen. MSE ratio B/A min {s['gen_ratio_b_over_a']['min']:.2f} / median "
