@@ -139,7 +139,12 @@ def test_conv_feedback_alignment_error_goes_through_conv_transpose_with_B():
 # ---------------------------------------------------------------- information alignment
 
 
-@pytest.mark.parametrize("normalise", [False, True])
+def _ia_c(normalise, r_sq_mean, W_sq):
+    """The divisor c of the amplitude and null terms, from its definition (numpy or torch scalars)."""
+    return {False: 1.0, True: r_sq_mean, "activity": r_sq_mean, "weight": r_sq_mean / W_sq}[normalise]
+
+
+@pytest.mark.parametrize("normalise", [False, True, "weight"])
 def test_ia_feedback_gradient_dense_matches_hand_formula_and_autograd(normalise):
     net = MLP([5, 3, 2])
     p = net.init_params(_gen(10), dtype=F64)
@@ -151,7 +156,7 @@ def test_ia_feedback_gradient_dense_matches_hand_formula_and_autograd(normalise)
     xn, Wn, bn, Bn = map(_np, (x, W, b, B))
     r = xn @ Wn + bn
     N = xn.shape[0]
-    c = (r**2).sum() / N if normalise else 1.0
+    c = _ia_c(normalise, (r**2).sum() / N, (Wn**2).sum())
     hand = (al * (-r.T @ xn / N) + be * (2 * r.T @ r @ Bn / N)) / c + ga * 2 * Bn
     np.testing.assert_allclose(_np(g), hand, rtol=1e-10, atol=1e-12)
     # the loss itself, from its definition, and its autograd gradient
@@ -170,13 +175,13 @@ def test_ia_feedback_gradient_conv_matches_autograd_of_loss():
     p = net.init_params(_gen(13), ensemble=2, dtype=F64)
     x = torch.randn(2, 4, 2, 6, 5, generator=_gen(14), dtype=F64)
     B = torch.randn(2, 3, 2, 3, 3, generator=_gen(15), dtype=F64, requires_grad=True)
-    for normalise in (False, True):
+    for normalise in (False, True, "weight"):
         loss = ia_loss(net, 0, x, p[0], p[1], B, 0.3, 0.2, 0.1, normalise=normalise)
         # the loss from its definition with plain torch, member 1
         r = F.conv2d(x[1], p[0][1], p[1][1], padding=1)
         s = F.conv2d(x[1], B[1], p[1][1], padding=1)
         xhat = F.conv_transpose2d(r, B[1], padding=1)
-        c = r.pow(2).sum() / 4 if normalise else 1.0
+        c = _ia_c(normalise, r.pow(2).sum() / 4, p[0][1].pow(2).sum())
         local = -0.3 * (r * s).sum() / 4 + 0.2 * xhat.pow(2).sum() / 4
         ref = local / c + 0.1 * (p[0][1].pow(2).sum() + B[1].pow(2).sum())
         torch.testing.assert_close(loss[1], ref)
@@ -197,6 +202,30 @@ def test_ia_normalised_update_is_invariant_to_the_activity_scale():
         g1 = ia_feedback_grad(net, 0, x, W, b, B, 0.3, 0.2, 0.0, normalise=normalise)
         gk = ia_feedback_grad(net, 0, k * x, W, b, B, 0.3, 0.2, 0.0, normalise=normalise)
         torch.testing.assert_close(gk, factor * g1)
+
+
+def test_ia_weight_normalisation_puts_the_fixed_point_at_W_transpose():
+    """Layer input with second moment xᵀx/N = s²I and b = 0: r = xW, c = E‖r‖² = s²‖W‖², so with β = 0 the "weight"
+    gradient −α Wᵀ + 2γB vanishes at B = (α/2γ) Wᵀ — at B = Wᵀ for α = 2γ, whatever the scales s and ‖W‖; the
+    "activity" one vanishes at (α/2γ) Wᵀ/‖W‖² instead."""
+    net = MLP([4, 3, 2])
+    N, s = 8, 3.0
+    q, _ = torch.linalg.qr(torch.randn(N, 4, generator=_gen(40), dtype=F64))
+    x = s * math.sqrt(N) * q
+    b = torch.zeros(3, dtype=F64)
+    alpha, gamma = 0.2, 0.1
+    for scale in (0.1, 5.0):
+        W = scale * torch.randn(4, 3, generator=_gen(41), dtype=F64)
+        g = ia_feedback_grad(net, 0, x, W, b, W.T, alpha, 0.0, gamma, normalise="weight")
+        torch.testing.assert_close(g, torch.zeros_like(g))
+        B_act = W.T / W.pow(2).sum()
+        g = ia_feedback_grad(net, 0, x, W, b, B_act, alpha, 0.0, gamma, normalise="activity")
+        torch.testing.assert_close(g, torch.zeros_like(g))
+
+
+def test_ia_normalise_mode_rejects_unknown_names():
+    with pytest.raises(UnknownNameError, match="weight"):
+        make_rule("ia", ia_normalise="weights!")
 
 
 def test_ia_normalisation_bounds_the_null_curvature():

@@ -193,3 +193,9 @@ def test_tier0_every_rule_learns_every_task_and_none_diverges(tmp_path):
     chance = 0.1  # both tier-0 tasks have 10 balanced classes
     worst = final.groupby([nets.task, nets.rule]).min()
     assert len(worst) == 8 and (worst >= 2 * chance).all(), worst
+    # identify-spec §6 item 2: IA's B aligns with Wᵀ, FA's stays near 90° — final angle of the layers whose B
+    # carries the error to a hidden layer (not the input layer's, which is unused, nor the last, where FA's W aligns)
+    fb = nets[nets.rule.isin(["fa", "ia"])]
+    hidden = fb.angle_curves.apply(lambda c: float(np.mean([np.asarray(a, dtype=float)[-1] for a in c[1:-1]])))
+    mean_angle = hidden.groupby([fb.task, fb.rule]).mean().unstack()
+    assert (mean_angle["fa"] > 80).all() and (mean_angle["ia"] < mean_angle["fa"] - 5).all(), mean_angle

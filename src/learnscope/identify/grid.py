@@ -4,7 +4,9 @@ Config tables::
 
     [grid]        tasks, architectures, rules, batch_sizes, learning_rates (multipliers of each rule's base lr),
                   seeds — the grid is their Cartesian product
-    [training]    epochs, checkpoints (evenly spaced, including initialisation), weight_decay, n_train, n_probe
+    [training]    epochs, checkpoints (evenly spaced, including initialisation), weight_decay, n_train, n_probe,
+                  lr_spread (default 1: none; s > 1 multiplies each network's lr by a log-uniform factor in
+                  [1/s, s], as the original grid did with s = 2, so that learning speed alone does not name the rule)
     [rules.NAME]  parameters of a rule (lr = its base learning rate, momentum, ia_alpha, …)
     [[conditions]] measurement conditions (name, frac, sigma, noise_mode, seed, gradavg_mode, weight_norm_mode);
                   default: one clean condition
@@ -24,6 +26,8 @@ import tomllib
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
+
 from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
@@ -31,8 +35,9 @@ from learnscope.identify.observables import Condition
 from learnscope.plasticity.rules import RULES, make_rule
 
 GRID_KEYS = ("tasks", "architectures", "rules", "batch_sizes", "learning_rates", "seeds")
-TRAINING_KEYS = ("epochs", "checkpoints", "weight_decay", "n_train", "n_probe")
+TRAINING_KEYS = ("epochs", "checkpoints", "weight_decay", "n_train", "n_probe", "lr_spread")
 SECTIONS = ("grid", "training", "rules", "conditions", "run")
+# lr_spread (default 1) is not filled in, so grids without it keep their network ids
 TRAINING_DEFAULTS = {"epochs": 15, "checkpoints": 21, "weight_decay": 1e-4, "n_train": 1400, "n_probe": 128}
 DEFAULT_BASE_LR = {"adam": 1e-3}
 _MLP = re.compile(r"^mlp_(\d+)x(\d+)$")
@@ -96,6 +101,9 @@ def parse_grid(raw: dict) -> dict:
     wd = training["weight_decay"]
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
         raise ConfigError(f"training.weight_decay must be a number >= 0, got {wd!r}")
+    spread = training.get("lr_spread", 1.0)
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not (1 <= spread < math.inf):
+        raise ConfigError(f"training.lr_spread must be a number >= 1 (1 = no spread), got {spread!r}")
 
     rule_tables = raw.get("rules") or {}
     _check_keys(rule_tables, RULES, "rules")
@@ -143,6 +151,19 @@ def network_id(spec: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def lr_jitter(spread: float, task: str, architecture: str, batch_size: int, multiplier: float, seed: int) -> float:
+    """The log-uniform lr factor in ``[1/spread, spread]`` of one grid cell; 1 when ``spread == 1``.
+
+    Drawn from a generator keyed by everything but the rule, so the rules of one cell share their factor (a paired
+    design: rules are compared at the same relative learning rate)."""
+    if spread == 1:
+        return 1.0
+    key = json.dumps([task, architecture, batch_size, multiplier, seed])
+    words = np.frombuffer(hashlib.sha256(key.encode()).digest()[:16], dtype=np.uint32)
+    u = np.random.default_rng(np.random.SeedSequence(words.tolist())).uniform(-1.0, 1.0)
+    return float(spread ** u)
+
+
 def expand(grid: dict) -> list[dict]:
     """One job spec per network of the grid, in a deterministic order."""
     g = grid["grid"]
@@ -152,6 +173,7 @@ def expand(grid: dict) -> list[dict]:
     ):
         params = dict(grid["rules"][rule])
         base_lr = params.pop("lr")
+        mult = mult * lr_jitter(grid["training"].get("lr_spread", 1.0), task, arch, bs, mult, seed)
         spec = {
             "task": task, "architecture": arch, "rule": rule, "batch_size": bs, "lr_multiplier": mult,
             "lr": base_lr * mult, "seed": seed, "rule_params": params, "training": grid["training"],

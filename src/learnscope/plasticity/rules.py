@@ -39,6 +39,7 @@ from learnscope.plasticity.transports import (
     angle_between,
     check_transport,
     ia_feedback_grad,
+    ia_normalise_mode,
     init_feedback,
     transport_matrices,
     transport_to_feedback,
@@ -165,7 +166,8 @@ class Rule:
     ia_normalise : IA stabiliser (default on): divide the amplitude and null terms by the batch mean
         ``E_n‖r_n‖²`` of the layer's forward projection, which makes the B update invariant to the activity scale
         and bounds the null curvature by 2β (see :func:`~learnscope.plasticity.transports.ia_feedback_grad`).
-        ``False`` = the original code's loss.
+        ``False`` = the original code's loss; ``"weight"`` divides by ``E_n‖r_n‖² / ‖W‖²`` instead, which keeps the
+        fixed point of B at the scale of Wᵀ (the tier grids use it, see their configs).
     kp_decay : Kolen–Pollack decay λ_KP ≥ 0 added as ``λ_KP θ`` to the gradients of both W and B (spec §2.4:
         α = 1e-3 on ``‖W‖² + ‖B‖²`` without ½ → λ_KP = 2e-3).
     name : a label (``make_rule`` sets the registry name).
@@ -181,7 +183,7 @@ class Rule:
     ia_alpha: float = 2e-3
     ia_beta: float = 1e-3
     ia_gamma: float = 1e-3
-    ia_normalise: bool = True
+    ia_normalise: bool | str = True
     kp_decay: float = 2e-3
     name: str = "custom"
 
@@ -194,8 +196,9 @@ class Rule:
         _ = self.optim  # validates momentum, betas and eps
         for key in ("weight_decay", "ia_alpha", "ia_beta", "ia_gamma", "kp_decay"):
             _nonneg(key, getattr(self, key))
-        if not isinstance(self.ia_normalise, bool):
-            raise ConfigError(f"ia_normalise must be True or False, got {self.ia_normalise!r}")
+        if not isinstance(self.ia_normalise, (bool, str)):
+            raise ConfigError(f"ia_normalise must be True, False, 'activity' or 'weight', got {self.ia_normalise!r}")
+        ia_normalise_mode(self.ia_normalise)
 
     @property
     def optim(self) -> Optimiser:
