@@ -27,6 +27,14 @@ def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator, dtype: 
     return (torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1) * bound
 
 
+def _stacked_init(shapes: list[tuple[tuple[int, ...], int]], generators: Sequence[torch.Generator],
+                  dtype: torch.dtype) -> list[torch.Tensor]:
+    """PyTorch's default init U(±1/√fan_in) of each ``(shape, fan_in)``, one draw per seed generator, stacked on a
+    leading seed axis ``(S, *shape)`` and set to require gradients."""
+    per_seed = [[_uniform(s, 1 / math.sqrt(fan), g, dtype) for s, fan in shapes] for g in generators]
+    return [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
+
+
 class MetaMLP:
     """A stack of S independent MLP meta-learners, evaluated in one batched call.
 
@@ -64,8 +72,7 @@ class MetaMLP:
         for _ in range(self.n_hidden_maps):
             shapes += [((h, h), h), ((h,), h)]
         shapes += [((h, 1), h), ((1,), h)]
-        per_seed = [[_uniform(s, 1 / math.sqrt(fan), g, dtype) for s, fan in shapes] for g in generators]
-        self.params = [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
+        self.params = _stacked_init(shapes, generators, dtype)
         return self.params
 
     @property
@@ -170,8 +177,7 @@ class MetaCNN:
             ((n_flat, 1), n_flat),
             ((1,), n_flat),
         ]
-        per_seed = [[_uniform(s, 1 / math.sqrt(fan), g, dtype) for s, fan in shapes] for g in generators]
-        self.params = [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
+        self.params = _stacked_init(shapes, generators, dtype)
         return self.params
 
     @property
