@@ -10,13 +10,18 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from learnscope.bias.analysis import class_agreement
+from learnscope.bias.analysis import (
+    class_agreement,
+    random_balanced_labels,
+    split_control_errors,
+    split_generalisation_error,
+)
 from learnscope.bias.config import load_config, parse_config
 from learnscope.bias.distances import neg_std
 from learnscope.bias.experiment import build_components, run_experiment
 from learnscope.bias.metalearner import MetaCNN
 from learnscope.datasets import mnist5k_digits
-from learnscope.domains import Mnist01, make_domain
+from learnscope.domains import Mnist01, SplitDataset, make_domain
 from learnscope.errors import ConfigError, ShapeError
 from learnscope.learners.small_cnn import SmallCNNLearner
 from learnscope.learners.trained import Trained
@@ -88,6 +93,90 @@ def test_class_agreement_reads_the_labelling_either_way_round():
     assert class_agreement(one_wrong, classes)["agreement"] == 7 / 8
     with pytest.raises(ConfigError):
         class_agreement(classes, classes + 2)
+
+
+# ------------------------------------------------------------------------------------- learner-preference control
+
+
+class _NearestNeighbour:
+    """1-NN regression: each test point gets the label of its nearest training point (deterministic)."""
+
+    def fit_predict(self, x_tr, y_tr, x_te, generator=None):
+        return y_tr.gather(1, torch.cdist(x_te, x_tr).argmin(dim=-1))
+
+
+class _PoolMean:
+    """Predicts the mean training label everywhere."""
+
+    def fit_predict(self, x_tr, y_tr, x_te, generator=None):
+        return y_tr.mean(dim=1, keepdim=True).expand(-1, x_te.shape[1])
+
+
+def _two_clusters() -> SplitDataset:
+    """Classes 3 and 7 as two far-apart clusters in the plane: 3 + 3 pool points, 4 + 4 test points."""
+    rng = np.random.default_rng(0)
+    labels = np.array([3, 7, 3, 7, 7, 3] + [7, 3, 3, 7, 3, 7, 7, 3])
+    points = np.where(labels[:, None] == 7, 5.0, -5.0) * np.array([1.0, 0.0]) + rng.normal(0, 0.3, (14, 2))
+    return SplitDataset(points[:6], points[6:], labels=labels)
+
+
+def test_random_balanced_labels_are_half_ones_in_pool_and_test_uniformly_placed():
+    lab = random_balanced_labels(7, 10, 4000, np.random.default_rng(1))
+    assert lab.shape == (4000, 17) and set(np.unique(lab)) == {0.0, 1.0}
+    assert (lab[:, :7].sum(axis=1) == 3).all() and (lab[:, 7:].sum(axis=1) == 5).all()  # ⌊7/2⌋ and ⌊10/2⌋
+    # each pool position is 1 with probability 3/7, each test position with 1/2: within 4 binomial std
+    for part, p in ((lab[:, :7], 3 / 7), (lab[:, 7:], 1 / 2)):
+        assert np.abs(part.mean(axis=0) - p).max() < 4 * np.sqrt(p * (1 - p) / 4000)
+    assert len({row.tobytes() for row in lab[:50]}) > 40  # C(7,3)·C(10,5) = 8820 labellings: rows differ
+
+
+def test_split_control_errors_equal_a_plain_loop_on_a_tiny_dataset():
+    domain, draws, seed = _two_clusters(), 6, 4
+    control = split_control_errors(_NearestNeighbour(), domain, 6, 8, draws=draws, seed=seed)
+    # the class labelling is the classes (7 → 1), which 1-NN learns exactly on separated clusters
+    assert control["class_labelling"]["mse"] == 0.0 and control["class_labelling"]["sem"] == 0.0
+    classes = (domain.labels == 7).astype(float)
+    np.testing.assert_array_equal(classes, [0, 1, 0, 1, 1, 0] + [1, 0, 0, 1, 0, 1, 1, 0])
+    # random balanced: one labelling per draw, 1-NN written out as a loop
+    x = domain.points.numpy()
+    rows = random_balanced_labels(6, 8, draws, np.random.default_rng([seed, 1]))
+    errs = []
+    for lab in rows:
+        sq = []
+        for j in range(6, 14):
+            nearest = min(range(6), key=lambda i: float(((x[j] - x[i]) ** 2).sum()))
+            sq.append((lab[nearest] - lab[j]) ** 2)
+        errs.append(sum(sq) / len(sq))
+    rb = control["random_balanced"]
+    assert rb["mse"] == pytest.approx(np.mean(errs), abs=1e-7)
+    assert rb["sem"] == pytest.approx(np.std(errs, ddof=1) / np.sqrt(draws), abs=1e-7)
+    assert rb["relative"] == pytest.approx(np.mean(errs) / 0.5, abs=1e-6)  # E f² = ½ on a balanced test set
+    assert rb["draws"] == draws and 0 < rb["mse"]
+    # a learner predicting the pool mean (½ on a balanced pool of 6) scores exactly ¼ on any balanced labelling
+    mean_control = split_control_errors(_PoolMean(), domain, 6, 8, draws=draws, seed=seed)
+    assert mean_control["random_balanced"]["mse"] == pytest.approx(0.25, abs=1e-7)
+    assert mean_control["class_labelling"]["mse"] == pytest.approx(0.25, abs=1e-7)
+
+
+def test_split_generalisation_error_one_labelling_per_draw_matches_the_shared_labelling():
+    """With a random sub-draw of the pool, a (draws, N) stack of one labelling equals passing it once, and each row
+    of a stack is used by its own draw (a plain loop over draws with the same index draws)."""
+    domain, draws = _two_clusters(), 5
+    lab = random_balanced_labels(6, 8, draws, np.random.default_rng(3))
+    once = split_generalisation_error(_NearestNeighbour(), lab[0], domain, 4, 5, draws=draws, seed=9, batch=2)
+    stacked = split_generalisation_error(_NearestNeighbour(), np.tile(lab[0], (draws, 1)), domain, 4, 5,
+                                         draws=draws, seed=9, batch=2)
+    assert once == stacked
+    got = split_generalisation_error(_NearestNeighbour(), lab, domain, 4, 5, draws=draws, seed=9, batch=2)
+    g, x, errs = _gen(9), domain.points.numpy(), []
+    idx = torch.cat([domain.meta_indices(b, 4, 5, g) for b in (2, 2, 1)]).numpy()
+    for r in range(draws):
+        tr, te = idx[r, :4], idx[r, 4:]
+        pred = [lab[r][tr[np.argmin(((x[tr] - x[j]) ** 2).sum(axis=1))]] for j in te]
+        errs.append(np.mean((np.array(pred) - lab[r][te]) ** 2))
+    assert got["mse"] == pytest.approx(np.mean(errs), abs=1e-7)
+    with pytest.raises(ShapeError, match="one labelling per draw"):
+        split_generalisation_error(_NearestNeighbour(), lab[:3], domain, 4, 5, draws=draws)
 
 
 # ---------------------------------------------------------------------------------------------- meta-learner
@@ -250,5 +339,13 @@ def test_two_meta_steps_end_to_end_metrics_agree_with_the_saved_arrays(tmp_path)
     assert np.isnan(m["affine_r2"]) and m["gen_mse"] > 0
     assert result.functions[0].history["distribution"].shape == (2, 1)
     assert (result.functions[0].history["distribution"] < 0).all()  # −std, never a target distance
+    # the control: the same learner and draws (seed 1000) on the digit labelling (digit 1 → 1)
+    control = result.metrics["functions"][0]["control"]
+    learner = result.components.learner
+    digit = split_generalisation_error(learner, (labels == 1).astype(float), result.components.domain, 300, 700,
+                                       draws=2, seed=1000)
+    assert control["class_labelling"] == digit
+    assert set(control) == {"class_labelling", "random_balanced"} and control["random_balanced"]["draws"] == 2
     report = write_run(result, tmp_path / "run")
-    assert "agreement (held-out)" in report.read_text()
+    text = report.read_text()
+    assert "agreement (held-out)" in text and "random balanced" in text and "true classes (digit identity)" in text

@@ -14,7 +14,9 @@ Everything here is plain numpy (torch tensors are accepted and converted to floa
 * Learners: :func:`generalisation_error` (few-shot held-out error averaged over draws),
   :func:`split_generalisation_error` (the same on a dataset with a fixed train pool / test split) and
   :func:`refit_half_mse` (the notebooks' "MSE", a capacity measure).
-* Labelled datasets: :func:`class_agreement` (agreement of a thresholded labelling with two true classes, Fig 6).
+* Labelled datasets: :func:`class_agreement` (agreement of a thresholded labelling with two true classes, Fig 6),
+  :func:`random_balanced_labels` and :func:`split_control_errors` (the learner's few-shot error on the true-class
+  labelling and on random balanced labellings: the yardsticks for a found labelling's error).
 
 All sphere averages use the uniform *probability* measure, approximated by the equal-weight mean over the
 points.
@@ -48,6 +50,8 @@ __all__ = [
     "real_spherical_harmonics",
     "refit_half_mse",
     "sphere_points",
+    "random_balanced_labels",
+    "split_control_errors",
     "split_generalisation_error",
 ]
 
@@ -466,7 +470,8 @@ def split_generalisation_error(
 ) -> dict:
     """:func:`generalisation_error` on a dataset with a fixed split (:class:`~learnscope.domains.SplitDataset`).
 
-    ``values`` ``(N,)`` are the target's values on ``domain.points``. Each draw takes the rows of
+    ``values`` ``(N,)`` are the target's values on ``domain.points``, or ``(draws, N)``: one labelling per draw (the
+    random balanced control of :func:`split_control_errors`). Each draw takes the rows of
     ``domain.meta_indices(1, n_train, n_test, g)`` (training rows from the pool, test rows from the test set; the
     whole pool and test set when the sizes match them), trains the learner on the first ``n_train`` and scores its
     MSE on the rest; ``batch`` draws per ``fit_predict`` call, under ``torch.no_grad``. Data and learner randomness
@@ -480,18 +485,22 @@ def split_generalisation_error(
     if not hasattr(domain, "meta_indices"):
         raise ConfigError(f"domain must have a fixed split (meta_indices), got {type(domain).__name__}")
     vals = _as_array("values", values)
-    if vals.shape != (len(domain.points),):
-        raise ShapeError(f"values must have shape ({len(domain.points)},) (one per dataset point), got {vals.shape}")
     draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
+    n = len(domain.points)
+    if vals.shape not in ((n,), (draws, n)):
+        raise ShapeError(
+            f"values must have shape ({n},) (one per dataset point) or ({draws}, {n}) (one labelling per draw), "
+            f"got {vals.shape}"
+        )
     data_gen = torch.Generator().manual_seed(int(seed))
     learner_gen = torch.Generator().manual_seed(int(seed) + 1)
-    y_all = torch.as_tensor(vals, dtype=dtype)
+    y_all = torch.as_tensor(vals, dtype=dtype).expand(draws, n)  # row r: the labelling of draw r
     per_draw, sq_targets = [], []
     with torch.no_grad():
         for start in range(0, draws, batch):
             b = min(batch, draws - start)
             idx = domain.meta_indices(b, n_train, n_test, data_gen)
-            x, y = domain.points[idx].to(dtype), y_all[idx]
+            x, y = domain.points[idx].to(dtype), torch.gather(y_all[start : start + b], 1, idx)
             pred = learner.fit_predict(x[:, :n_train], y[:, :n_train], x[:, n_train:], generator=learner_gen)
             pred = _as_array("learner prediction", pred)
             y_te = y[:, n_train:].double().numpy()
@@ -525,3 +534,50 @@ def class_agreement(values: Any, classes: Any, pair: tuple[int, int] = (0, 1), t
     acc = float(((v > threshold) == (c == pair[1])).mean())
     labelled_1 = int(pair[1] if acc >= 0.5 else pair[0])
     return {"agreement": max(acc, 1.0 - acc), "accuracy": acc, "class_labelled_1": labelled_1}
+
+
+def random_balanced_labels(n_pool: int, n_test: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random balanced 0/1 labellings of a split dataset: shape ``(count, n_pool + n_test)``, float64.
+
+    Each row labels exactly ⌊n_pool/2⌋ of the pool rows ``[0, n_pool)`` and ⌊n_test/2⌋ of the test rows 1 (uniformly
+    at random, independently per row), the rest 0: the same class balance as a stratified two-class split, with no
+    relation to the points.
+    """
+    n_pool, n_test = check_positive_int("n_pool", n_pool), check_positive_int("n_test", n_test)
+    count = check_positive_int("count", count)
+    out = np.zeros((count, n_pool + n_test))
+    for lo, size in ((0, n_pool), (n_pool, n_test)):
+        ranks = np.argsort(rng.random((count, size)), axis=1)  # a uniform random permutation per row
+        np.put_along_axis(out[:, lo : lo + size], ranks[:, : size // 2], 1.0, axis=1)
+    return out
+
+
+def split_control_errors(
+    learner: Any, domain: Any, n_train: int, n_test: int, draws: int = 20, seed: int = 0
+) -> dict:
+    """The learner's few-shot error on two reference labellings of a two-class split dataset (Fig 6).
+
+    * ``"class_labelling"``: the true classes, class ``pair[1]`` (the larger label) as 1 and ``pair[0]`` as 0 (on
+      MNIST 0/1 the digit itself);
+    * ``"random_balanced"``: a fresh :func:`random_balanced_labels` labelling for every draw (drawn from
+      ``np.random.default_rng([seed, 1])``), so its ``mse`` estimates the mean over random labellings and its
+      ``sem`` includes their spread.
+
+    Both are :func:`split_generalisation_error` with the same ``n_train``, ``n_test``, ``draws`` and ``seed`` (the
+    same tasks and learner randomness), each returning ``{"mse", "sem", "relative", "draws"}``. A labelling the
+    learner prefers scores well below the random balanced one (which a learner predicting ½ everywhere scores 0.25).
+    Returns ``{}`` when ``domain.labels`` is missing or does not hold exactly two classes.
+    """
+    labels = getattr(domain, "labels", None)
+    if labels is None:
+        return {}
+    pair = np.unique(np.asarray(labels))
+    if len(pair) != 2:
+        return {}
+    classes = (np.asarray(labels) == pair[1]).astype(np.float64)
+    random = random_balanced_labels(domain.n_pool, domain.n_test, draws, np.random.default_rng([int(seed), 1]))
+    args = (domain, n_train, n_test)
+    return {
+        "class_labelling": split_generalisation_error(learner, classes, *args, draws=draws, seed=seed),
+        "random_balanced": split_generalisation_error(learner, random, *args, draws=draws, seed=seed),
+    }

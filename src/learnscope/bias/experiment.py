@@ -257,6 +257,17 @@ def _generalisation(
     return analysis.generalisation_error(learner, f, domain, n_tr, n_te, draws=draws, seed=seed)
 
 
+def _split_control(
+    learner: object, domain: SplitDataset, n_tr: int, n_te: int, draws: int, cache: dict[tuple[int, int], dict]
+) -> dict:
+    """The learner's few-shot error on the true-class labelling and on random balanced labellings
+    (:func:`~learnscope.bias.analysis.split_control_errors`, seed 1000, the found labelling of seed 0's seed), once
+    per ``(n_tr, n_te)``: the yardsticks for the found labellings' ``gen_mse``."""
+    if (n_tr, n_te) not in cache:
+        cache[n_tr, n_te] = analysis.split_control_errors(learner, domain, n_tr, n_te, draws=draws, seed=1000)
+    return cache[n_tr, n_te]
+
+
 def evaluate(result: ExperimentResult) -> None:
     """Fill ``result.metrics`` and ``result.arrays`` with measurements of every found function and seed.
 
@@ -269,7 +280,9 @@ def evaluate(result: ExperimentResult) -> None:
     then test set); linear fits in pixel space are not made (R² entries are NaN); the few-shot error trains on the
     pool and scores the test set (:func:`~learnscope.bias.analysis.split_generalisation_error`); and for two classes
     the agreement with the true class at threshold 0.5 is reported (``agreement`` on the held-out test set,
-    ``class_labelled_1``, ``agreement_train_pool``, ``agreement_all``).
+    ``class_labelled_1``, ``agreement_train_pool``, ``agreement_all``), with, per function, the learner's few-shot
+    error on the true-class labelling and on random balanced labellings (``control``: ``class_labelling`` and
+    ``random_balanced``, each ``{"mse", "sem", "relative", "draws"}``) to set the found labelling's error against.
     """
     cfg, comp = result.config, result.components
     an = cfg.analysis
@@ -284,6 +297,7 @@ def evaluate(result: ExperimentResult) -> None:
     x = torch.from_numpy(points).unsqueeze(0).expand(S, *points.shape)
     functions_out = []
     all_values = []
+    control_cache: dict[tuple[int, int], dict] = {}
     for k, res in enumerate(result.functions):
         settings = res.settings
         n_tr = an.gen_n_train or settings.n_train
@@ -335,17 +349,19 @@ def evaluate(result: ExperimentResult) -> None:
         for label in compared:
             summary[f"gen_mse_{label}"] = _summary([m["compare"][label] for m in per_seed])
         times = res.extra["step_times_s"]
-        functions_out.append(
-            {
-                "index": k + 1,
-                "steps": settings.steps,
-                "ms_per_step_median": float(np.median(times[3:] if len(times) > 3 else times) * 1e3),
-                "loop_s": float(times.sum()),
-                "resumed": bool(res.extra.get("resumed", False)),
-                "per_seed": per_seed,
-                "summary": summary,
-            }
-        )
+        fn_out = {
+            "index": k + 1,
+            "steps": settings.steps,
+            "ms_per_step_median": float(np.median(times[3:] if len(times) > 3 else times) * 1e3),
+            "loop_s": float(times.sum()),
+            "resumed": bool(res.extra.get("resumed", False)),
+            "per_seed": per_seed,
+            "summary": summary,
+        }
+        control = _split_control(learner_a, domain, n_tr, n_te, an.gen_draws, control_cache) if split else {}
+        if control:
+            fn_out["control"] = control
+        functions_out.append(fn_out)
         result.arrays[f"f{k + 1}_values"] = values.astype(np.float32)
         for name, h in res.history.items():
             result.arrays[f"f{k + 1}_history_{name}"] = h
