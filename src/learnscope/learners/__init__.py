@@ -27,6 +27,7 @@ from learnscope.learners.kernels import (
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.registry import LEARNERS, make_learner
 from learnscope.learners.ridge import Ridge
+from learnscope.learners.small_cnn import SmallCNNLearner
 from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, Trained, TrainedLearner
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Learner",
     "RandomFeatureRidge",
     "Ridge",
+    "SmallCNNLearner",
     "arccos",
     "arccos_eigenvalues",
     "draw_normal",
