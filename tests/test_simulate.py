@@ -122,6 +122,23 @@ def test_bad_grids_fail_before_any_work(edit, error, fragment):
         parse_grid({**SMALL, **edit})
 
 
+def test_lr_spread_jitters_each_cell_log_uniformly_and_pairs_the_rules():
+    plain = expand(parse_grid(SMALL))
+    assert all(j["lr_multiplier"] == 1.0 for j in plain)
+    assert "lr_spread" not in parse_grid(SMALL)["training"]  # grids without it keep their network ids
+    raw = {**SMALL, "grid": {**SMALL["grid"], "seeds": list(range(40))},
+           "training": {**SMALL["training"], "lr_spread": 2.0}}
+    jobs = expand(parse_grid(raw))
+    by_rule = {r: np.array([j["lr_multiplier"] for j in jobs if j["rule"] == r]) for r in ("sgdm", "fa")}
+    np.testing.assert_array_equal(by_rule["sgdm"], by_rule["fa"])  # one factor per cell, shared by the rules
+    logs = np.log2(by_rule["sgdm"])
+    assert np.all(np.abs(logs) <= 1) and len(set(logs.round(12))) == 40
+    assert logs.min() < -0.5 and logs.max() > 0.5  # spread over [1/2, 2], not a constant
+    assert all(j["lr"] == pytest.approx(parse_grid(raw)["rules"][j["rule"]]["lr"] * j["lr_multiplier"]) for j in jobs)
+    with pytest.raises(ConfigError, match="lr_spread"):
+        parse_grid({**SMALL, "training": {**SMALL["training"], "lr_spread": 0.5}})
+
+
 def test_cli_bad_config_and_unwritable_store_exit_2_with_one_line(tmp_path):
     cfg = tmp_path / "g.toml"
     cfg.write_text(SMALL_TOML.format(epochs=1).replace('"fa"', '"fb"'))
