@@ -512,7 +512,8 @@ _PARAMS: dict[str, tuple[str, ...]] = {
 def make_distance(
     name: str, **params: object
 ) -> Callable[[torch.Tensor, Target | torch.Tensor], torch.Tensor]:
-    """A distance ``dist(labels, target) -> (N,)`` for labels ``(N, n)``.
+    """A distance ``dist(labels, target) -> (N,)`` for labels ``(N, n)`` (or a spread term of :data:`SPREADS`, which
+    ignores the target).
 
     ``target`` is a :class:`~learnscope.targets.Target` or a tensor of target samples ``(m,)`` / ``(N, m)``.
     For ``"w2"`` a Target uses the exact :func:`w2_to_target` and samples :func:`w2_between_samples`. The
@@ -521,8 +522,16 @@ def make_distance(
     (``blur``, ``scaling``, ``p``, ``max_iter``, ``refine`` for ``"sinkhorn"``; ``blur``, ``scaling`` for
     ``"geomloss_sinkhorn"``).
     """
+    if name in SPREADS:
+        if params:
+            raise UnknownNameError(f"parameter of {name!r}", str(next(iter(params))), ["(none)"])
+
+        def spread(labels: torch.Tensor, _target: object = None) -> torch.Tensor:
+            return neg_std(labels)
+
+        return spread
     if name not in DISTANCES:
-        raise UnknownNameError("distance", str(name), DISTANCES)
+        raise UnknownNameError("distance", str(name), DISTANCES + SPREADS)
     for key in params:
         if key not in _PARAMS[name]:
             raise UnknownNameError(f"parameter of distance {name!r}", str(key), _PARAMS[name] or ["(none)"])

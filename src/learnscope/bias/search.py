@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learnscope.bias.distances import DISTANCES, SPREADS, make_distance, neg_std
+from learnscope.bias.distances import DISTANCES, SPREADS, make_distance
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.domains import Domain
 from learnscope.errors import ConfigError, UnknownNameError, check_positive, check_positive_int
@@ -282,12 +282,7 @@ def meta_train(
     # one generator per seed: seed i's learners draw from their own stream, whatever else is batched
     learner_gens = [seed_generator(x, _STREAM_LEARNER + 10 * len(previous)) for x in seeds]
     target_gens = [seed_generator(x, _STREAM_TARGET + 10 * len(previous)) for x in seeds]
-    if s.distance in SPREADS:
-
-        def distance(labels: torch.Tensor, _target: object) -> torch.Tensor:
-            return neg_std(labels)
-    else:
-        distance = make_distance(s.distance)
+    distance = make_distance(s.distance)
 
     def draw_target(n: int) -> object:
         if s.distance in SPREADS:
