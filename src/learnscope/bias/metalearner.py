@@ -35,7 +35,41 @@ def _stacked_init(shapes: list[tuple[tuple[int, ...], int]], generators: Sequenc
     return [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
 
 
-class MetaMLP:
+class _StackedMeta:
+    """What the meta-learners share: S independent parameter sets stacked on a leading seed axis.
+
+    A subclass sets ``d_in`` and defines ``param_shapes()`` (``[(shape, fan_in), …]``) and ``forward``.
+    """
+
+    d_in: int
+    params: list[torch.Tensor]
+
+    def param_shapes(self) -> list[tuple[tuple[int, ...], int]]:
+        raise NotImplementedError
+
+    def init(
+        self, generators: Sequence[torch.Generator], dtype: torch.dtype = torch.float32
+    ) -> list[torch.Tensor]:
+        """Draw parameters for one meta-learner per generator; returns leaf tensors with requires_grad."""
+        if len(generators) == 0:
+            raise ConfigError("need at least one seed generator")
+        self.params = _stacked_init(self.param_shapes(), generators, dtype)
+        return self.params
+
+    @property
+    def n_seeds(self) -> int:
+        return self.params[0].shape[0] if self.params else 0
+
+    def _checked(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+        """The parameters to use, after checking that x is ``(S, ..., d_in)``."""
+        p = list(self.params if params is None else params)
+        S = p[0].shape[0]
+        if x.shape[0] != S or x.shape[-1] != self.d_in:
+            raise ShapeError(f"meta-learner input must have shape ({S}, ..., {self.d_in}), got {tuple(x.shape)}")
+        return p
+
+
+class MetaMLP(_StackedMeta):
     """A stack of S independent MLP meta-learners, evaluated in one batched call.
 
     Parameters
@@ -61,23 +95,12 @@ class MetaMLP:
             return 0
         return 1 if self.tied else self.layers - 1
 
-    def init(
-        self, generators: Sequence[torch.Generator], dtype: torch.dtype = torch.float32
-    ) -> list[torch.Tensor]:
-        """Draw parameters for one meta-learner per generator; returns leaf tensors with requires_grad."""
-        if len(generators) == 0:
-            raise ConfigError("need at least one seed generator")
+    def param_shapes(self) -> list[tuple[tuple[int, ...], int]]:
         d, h = self.d_in, self.hidden
         shapes = [((d, h), d), ((h,), d)]
         for _ in range(self.n_hidden_maps):
             shapes += [((h, h), h), ((h,), h)]
-        shapes += [((h, 1), h), ((1,), h)]
-        self.params = _stacked_init(shapes, generators, dtype)
-        return self.params
-
-    @property
-    def n_seeds(self) -> int:
-        return self.params[0].shape[0] if self.params else 0
+        return shapes + [((h, 1), h), ((1,), h)]
 
     def forward(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Labels f_θ(x).
@@ -85,13 +108,8 @@ class MetaMLP:
         x : shape ``(S, ..., d)`` — one block of points per seed.
         Returns shape ``(S, ...)``.
         """
-        p = list(self.params if params is None else params)
-        S = p[0].shape[0]
-        if x.shape[0] != S or x.shape[-1] != self.d_in:
-            raise ShapeError(
-                f"meta-learner input must have shape ({S}, ..., {self.d_in}), got {tuple(x.shape)}"
-            )
-        lead = x.shape[1:-1]
+        p = self._checked(x, params)
+        S, lead = x.shape[0], x.shape[1:-1]
         h = x.reshape(S, -1, self.d_in)
         h = torch.baddbmm(p[1].unsqueeze(1), h, p[0])
         stages = self.layers - 1
@@ -122,7 +140,7 @@ def _conv_block(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, groups: int) 
     return F.max_pool2d(a, 2).relu()
 
 
-class MetaCNN:
+class MetaCNN(_StackedMeta):
     """A stack of S independent convolutional meta-learners for images (Fig 6), in one batched call.
 
     ``Conv(C→c₁, k×k, same) → ReLU → MaxPool2 → Conv(c₁→c₂, k×k, same) → ReLU → MaxPool2 → Linear(c₂·H/4·W/4 → 1)``
@@ -160,16 +178,12 @@ class MetaCNN:
         self.d_in = C * H * W
         self.params: list[torch.Tensor] = []
 
-    def init(
-        self, generators: Sequence[torch.Generator], dtype: torch.dtype = torch.float32
-    ) -> list[torch.Tensor]:
-        """Parameters ``[W1 (S,c1,C,k,k), b1 (S,c1), W2 (S,c2,c1,k,k), b2 (S,c2), W3 (S,c2·H·W/16,1), b3 (S,1)]``."""
-        if len(generators) == 0:
-            raise ConfigError("need at least one seed generator")
+    def param_shapes(self) -> list[tuple[tuple[int, ...], int]]:
+        """``[W1 (c1,C,k,k), b1 (c1), W2 (c2,c1,k,k), b2 (c2), W3 (c2·H·W/16, 1), b3 (1)]`` with their fan-ins."""
         C, H, W = self.in_shape
         (c1, c2), k = self.channels, self.kernel
         n_flat = c2 * (H // 4) * (W // 4)
-        shapes = [
+        return [
             ((c1, C, k, k), C * k * k),
             ((c1,), C * k * k),
             ((c2, c1, k, k), c1 * k * k),
@@ -177,20 +191,11 @@ class MetaCNN:
             ((n_flat, 1), n_flat),
             ((1,), n_flat),
         ]
-        self.params = _stacked_init(shapes, generators, dtype)
-        return self.params
-
-    @property
-    def n_seeds(self) -> int:
-        return self.params[0].shape[0] if self.params else 0
 
     def forward(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Labels f_θ(x): x ``(S, ..., C·H·W)`` → ``(S, ...)``."""
-        p = list(self.params if params is None else params)
-        S = p[0].shape[0]
-        if x.shape[0] != S or x.shape[-1] != self.d_in:
-            raise ShapeError(f"meta-learner input must have shape ({S}, ..., {self.d_in}), got {tuple(x.shape)}")
-        lead = x.shape[1:-1]
+        p = self._checked(x, params)
+        S, lead = x.shape[0], x.shape[1:-1]
         C, H, W = self.in_shape
         h = x.reshape(S, -1, C, H, W)
         M = h.shape[1]
