@@ -25,7 +25,7 @@ points.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from math import comb
 from typing import Any
 
@@ -423,9 +423,8 @@ def generalisation_error(
     n_train, n_test = check_positive_int("n_train", n_train), check_positive_int("n_test", n_test)
     draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
     data_gen = torch.Generator().manual_seed(int(seed))
-    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
-    per_draw, sq_targets = [], []
-    with torch.no_grad():
+
+    def tasks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, draws, batch):
             b = min(batch, draws - start)
             x = domain.sample_batch(b, n_train + n_test, data_gen, dtype)
@@ -434,27 +433,36 @@ def generalisation_error(
                     f"domain.sample_batch must return a ({b}, {n_train + n_test}, d) tensor, "
                     f"got {getattr(x, 'shape', type(x))}"
                 )
-            d = x.shape[2]
-            y = _eval_f(f, x.reshape(-1, d).detach().cpu().to(torch.float64).numpy()).reshape(
-                b, n_train + n_test
-            )
-            y_t = torch.as_tensor(y, dtype=dtype, device=x.device)
-            pred = learner.fit_predict(
-                x[:, :n_train], y_t[:, :n_train], x[:, n_train:], generator=learner_gen
-            )
-            pred = _as_array("learner prediction", pred)
-            if pred.shape != (b, n_test):
-                raise ShapeError(f"learner.fit_predict must return ({b}, {n_test}), got {pred.shape}")
-            y_te = y[:, n_train:]
+            y = _eval_f(f, x.reshape(-1, x.shape[2]).detach().cpu().to(torch.float64).numpy())
+            yield x, torch.as_tensor(y.reshape(b, n_train + n_test), dtype=dtype, device=x.device)
+
+    out = _few_shot_errors(learner, tasks(), n_train, draws, seed)
+    if math.isnan(out["relative"]):
+        raise ConfigError("f is zero on every test point, so the relative error is undefined")
+    return out
+
+
+def _few_shot_errors(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.Tensor]], n_train: int, draws: int,
+                     seed: int) -> dict:
+    """Train ``learner`` on the first ``n_train`` points of each task batch ``(x (b, n, d), y (b, n))`` and score its
+    MSE on the rest, under ``torch.no_grad``, the learner drawing from a generator seeded ``seed + 1``. Returns
+    ``{"mse", "sem", "relative", "draws"}`` (relative: NaN when the targets are 0 on every test point)."""
+    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
+    per_draw, sq_targets = [], []
+    with torch.no_grad():
+        for x, y in tasks:
+            pred = _as_array("learner prediction", learner.fit_predict(x[:, :n_train], y[:, :n_train],
+                                                                       x[:, n_train:], generator=learner_gen))
+            y_te = y[:, n_train:].detach().cpu().double().numpy()
+            if pred.shape != y_te.shape:
+                raise ShapeError(f"learner.fit_predict must return {y_te.shape}, got {pred.shape}")
             per_draw.append(((pred - y_te) ** 2).mean(axis=1))
             sq_targets.append((y_te**2).mean(axis=1))
     errs = np.concatenate(per_draw)
     mse = float(errs.mean())
     sem = float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
     mean_sq = float(np.concatenate(sq_targets).mean())
-    if not mean_sq > 0.0:
-        raise ConfigError("f is zero on every test point, so the relative error is undefined")
-    return {"mse": mse, "sem": sem, "relative": mse / mean_sq, "draws": draws}
+    return {"mse": mse, "sem": sem, "relative": mse / mean_sq if mean_sq > 0.0 else float("nan"), "draws": draws}
 
 
 def split_generalisation_error(
@@ -493,25 +501,14 @@ def split_generalisation_error(
             f"got {vals.shape}"
         )
     data_gen = torch.Generator().manual_seed(int(seed))
-    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
     y_all = torch.as_tensor(vals, dtype=dtype).expand(draws, n)  # row r: the labelling of draw r
-    per_draw, sq_targets = [], []
-    with torch.no_grad():
+
+    def tasks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, draws, batch):
-            b = min(batch, draws - start)
-            idx = domain.meta_indices(b, n_train, n_test, data_gen)
-            x, y = domain.points[idx].to(dtype), torch.gather(y_all[start : start + b], 1, idx)
-            pred = learner.fit_predict(x[:, :n_train], y[:, :n_train], x[:, n_train:], generator=learner_gen)
-            pred = _as_array("learner prediction", pred)
-            y_te = y[:, n_train:].double().numpy()
-            per_draw.append(((pred - y_te) ** 2).mean(axis=1))
-            sq_targets.append((y_te**2).mean(axis=1))
-    errs = np.concatenate(per_draw)
-    mse = float(errs.mean())
-    sem = float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
-    mean_sq = float(np.concatenate(sq_targets).mean())
-    relative = mse / mean_sq if mean_sq > 0.0 else float("nan")  # a labelling that is 0 everywhere: undefined
-    return {"mse": mse, "sem": sem, "relative": relative, "draws": draws}
+            idx = domain.meta_indices(min(batch, draws - start), n_train, n_test, data_gen)
+            yield domain.points[idx].to(dtype), torch.gather(y_all[start : start + len(idx)], 1, idx)
+
+    return _few_shot_errors(learner, tasks(), n_train, draws, seed)
 
 
 def class_agreement(values: Any, classes: Any, pair: tuple[int, int] = (0, 1), threshold: float = 0.5) -> dict:
