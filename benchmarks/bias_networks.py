@@ -38,10 +38,9 @@ _PROBE = """
 import resource, sys, torch
 torch.set_num_threads(1)
 from benchmarks.bias_networks import _ms_per_step
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from learnscope.bias.config import load_config
 from learnscope.bias.experiment import build_components
-build_components(load_config(sys.argv[1]))
+build_components(load_config(sys.argv[1]))  # the baseline includes imports and loaded data, not the training
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 ms = _ms_per_step(sys.argv[1], int(sys.argv[2]), steps=4, skip=1)
 print(ms, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**20)
