@@ -324,7 +324,7 @@ def test_config_errors_are_one_line(changes, match):
 
 
 def test_two_meta_steps_end_to_end_metrics_agree_with_the_saved_arrays(tmp_path):
-    from learnscope.report.bias_report import write_run
+    from learnscope.report.bias_report import write_report
 
     cfg = load_config("fig6_mnist01", ["search.steps=2", "run.seeds=[1]", "analysis.gen_draws=2"])
     result = run_experiment(cfg, progress=False)
@@ -346,6 +346,7 @@ def test_two_meta_steps_end_to_end_metrics_agree_with_the_saved_arrays(tmp_path)
                                        draws=2, seed=1000)
     assert control["class_labelling"] == digit
     assert set(control) == {"class_labelling", "random_balanced"} and control["random_balanced"]["draws"] == 2
-    report = write_run(result, tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    report = write_report(result, tmp_path / "run")
     text = report.read_text()
     assert "agreement (held-out)" in text and "random balanced" in text and "true classes (digit identity)" in text

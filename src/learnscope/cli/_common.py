@@ -1,9 +1,8 @@
-"""What every CLI command shares: one-line errors with exit status 2, and run directories that appear whole."""
+"""What every CLI command shares: one-line errors, run directories that appear whole, and the --force rules."""
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,18 +11,30 @@ from typing import TypeVar
 
 import typer
 
-from learnscope.errors import LearnscopeError, StoreError
+from learnscope.errors import LearnscopeError
+from learnscope.fileio import check_output_dir, environment_error, replace_directory, shown, staging_path
 
 F = TypeVar("F", bound=Callable)
 
+EXIT_BAD_INPUT = 2
+"""Exit status for bad input (a config, an argument, a store): the message says what to change."""
+EXIT_ENVIRONMENT = 1
+"""Exit status for a failure of the environment (full disk, permissions, read-only filesystem)."""
+EXIT_INTERRUPTED = 130
 
-def fail(message: str, code: int = 2) -> None:
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
 def friendly_errors(command: F) -> F:
-    """Turn a LearnscopeError into ``error: <message>`` on stderr and exit status 2 (no traceback)."""
+    """Turn a LearnscopeError into ``error: <message>`` and exit 2, an OSError into one ``error:`` line and exit
+    1, and Ctrl-C into one line and exit 130 — never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -31,50 +42,38 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except LearnscopeError as err:
             fail(str(err))
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+        except OSError as err:
+            fail(environment_error(err), EXIT_ENVIRONMENT)
+        except KeyboardInterrupt as err:
+            if not getattr(err, "reported", False):
+                typer.echo("interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse an existing non-empty ``out`` (unless ``force``) and an unwritable parent, before any work."""
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise StoreError(f"--out {out} already exists and is not empty; pass --force to replace it")
-    parent = out.resolve().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise StoreError(f"cannot write to {probe} (needed for --out {out})")
-
-
-def staging_path(out: Path) -> Path:
-    return out.resolve().parent / f".{out.name}.partial"
-
-
 @contextmanager
-def staged_output(out: Path, force: bool) -> Iterator[Path]:
+def staged_output(out: Path, force: bool, resumable: str | None = None) -> Iterator[Path]:
     """Yield a staging directory that becomes ``out`` only when the block succeeds.
 
-    On a LearnscopeError or any other failure the staging directory is removed, so no half-written run is
-    left; on Ctrl-C it is kept (it holds checkpoints) and the same command resumes from it.
+    ``out`` is checked first (:func:`learnscope.fileio.check_output_dir`: ``--force`` replaces only a learnscope
+    run). On failure the staging directory is removed unless it holds files matching ``resumable`` (checkpoints),
+    which are kept so the same command resumes; on Ctrl-C it is always kept.
     """
     check_output_dir(out, force)
     stage = staging_path(out)
     stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted; checkpoints kept in {stage} — rerun the same command to resume", err=True)
+    except KeyboardInterrupt as err:
+        typer.echo(f"interrupted; checkpoints kept in {shown(stage)} — rerun the same command to resume", err=True)
+        err.reported = True  # friendly_errors prints nothing more
         raise
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if resumable is not None and any(stage.glob(resumable)):
+            typer.echo(f"note: checkpoints kept in {shown(stage)} — rerun the same command to resume", err=True)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage.rename(out)
+    check_output_dir(out, force)
+    replace_directory(stage, out)

@@ -8,11 +8,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from learnscope.bias.config import apply_overrides, load_config, parse_config
-from learnscope.bias.experiment import build_components, run_experiment
 from learnscope.bundled import bundled_configs
 from learnscope.cli._common import friendly_errors, staged_output
-from learnscope.report.bias_report import write_run
 
 app = typer.Typer(help="What does a learner find easy to learn?", no_args_is_help=True)
 
@@ -20,12 +17,18 @@ SET_HELP = "Override a config value, e.g. --set search.steps=50 --set learner.fe
 
 
 def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
+    from learnscope.bias.experiment import build_components, run_experiment
+    from learnscope.report.bias_report import write_report
+    from learnscope.results import write_run_dir
+
     components = build_components(cfg)  # validates every table before any work or any file
-    with staged_output(out, force) as stage:
+    with staged_output(out, force, resumable="function_*.npz") as stage:
         result = run_experiment(cfg, progress=progress, checkpoint_dir=stage, components=components)
+        write_run_dir(stage, kind="bias-run", config=result.resolved_config(), metrics=result.metrics,
+                      arrays=result.arrays)
+        write_report(result, stage)
         for ckpt in stage.glob("function_*.npz"):
             ckpt.unlink()
-        write_run(result, stage)
     report = out / "report.html"
     _print_summary(result.metrics, report)
     return report
@@ -67,6 +70,8 @@ def _print_summary(metrics: dict, report: Path) -> None:
 def run_config(
     config: str, out: Path, seed: int | None, overrides: list[str], force: bool, progress: bool
 ) -> Path:
+    from learnscope.bias.config import load_config
+
     cfg = load_config(config, overrides, seed)
     return _execute(cfg, out, force, progress)
 
@@ -115,6 +120,8 @@ def easiest(
         "learner": {"name": learner},
         "search": {"steps": steps},
     }
+    from learnscope.bias.config import apply_overrides, parse_config
+
     cfg = parse_config(apply_overrides(raw, set_))
     _execute(cfg, out, force, progress=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import tomli_w
 
 from learnscope.bias.experiment import ExperimentResult
 from learnscope.domains import Circle, Disc, Sphere, SplitDataset
+from learnscope.fileio import atomic_write
 from learnscope.report import figures
 from learnscope.report import html as H
 
@@ -246,14 +246,5 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
 def _write_page(cfg, sections: list[tuple[str, list[str]]], out: Path) -> Path:
     title = cfg.title or f"learnscope bias: {cfg.kind}"
     path = out / "report.html"
-    path.write_text(H.page(title, sections, subtitle=cfg.description))
+    atomic_write(path, H.page(title, sections, subtitle=cfg.description))
     return path
-
-
-def write_run(result: ExperimentResult, out: Path) -> Path:
-    """Write config.toml, metrics.json, arrays.npz, the PNGs and report.html into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(tomli_w.dumps(result.resolved_config()))
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    np.savez_compressed(out / "arrays.npz", **result.arrays)
-    return write_report(result, out)
