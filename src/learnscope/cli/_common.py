@@ -20,6 +20,9 @@ EXIT_BAD_INPUT = 2
 """Exit status for bad input (a config, an argument, a store): the message says what to change."""
 EXIT_ENVIRONMENT = 1
 """Exit status for a failure of the environment (full disk, permissions, read-only filesystem)."""
+EXIT_RESULT_FAILED = 3
+"""Exit status when the command ran and wrote its output, but the result failed its checks (a network failed or
+diverged, a search diverged or collapsed): the ``warning:`` lines and the report say which."""
 EXIT_INTERRUPTED = 130
 
 
@@ -30,6 +33,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
+
+
+def exit_on_warnings(warnings: list[str]) -> None:
+    """Print each of ``warnings`` as a ``warning:`` line and exit with :data:`EXIT_RESULT_FAILED` if any."""
+    for message in warnings:
+        warn(message)
+    if warnings:
+        raise typer.Exit(EXIT_RESULT_FAILED)
 
 
 def friendly_errors(command: F) -> F:
