@@ -25,6 +25,8 @@ EXIT_RESULT_FAILED = 3
 diverged, a search diverged or collapsed): the ``warning:`` lines and the report say which."""
 EXIT_INTERRUPTED = 130
 
+FORCE_HELP = "Replace --out if it is a run learnscope wrote (never any other directory or file)."
+
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     typer.echo(f"error: {message}", err=True)

@@ -9,28 +9,39 @@ import numpy as np
 import typer
 
 from learnscope.bundled import bundled_configs
-from learnscope.cli._common import friendly_errors, staged_output
+from learnscope.cli._common import FORCE_HELP, exit_on_warnings, friendly_errors, staged_output
+from learnscope.fileio import shown
 
 app = typer.Typer(help="What does a learner find easy to learn?", no_args_is_help=True)
 
 SET_HELP = "Override a config value, e.g. --set search.steps=50 --set learner.features=100 (repeatable)."
 
 
-def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
-    from learnscope.bias.experiment import build_components, run_experiment
+def write_bias_run(cfg, stage: Path, progress: bool, components=None):
+    """Run the experiment of ``cfg`` with its checkpoints in ``stage``, then write the run directory and report
+    there; returns the :class:`~learnscope.bias.experiment.ExperimentResult`."""
+    from learnscope.bias.experiment import run_experiment
     from learnscope.report.bias_report import write_report
     from learnscope.results import write_run_dir
 
+    result = run_experiment(cfg, progress=progress, checkpoint_dir=stage, components=components)
+    write_run_dir(stage, kind="bias-run", config=result.resolved_config(), metrics=result.metrics,
+                  arrays=result.arrays)
+    write_report(result, stage)
+    for ckpt in stage.glob("function_*.npz"):
+        ckpt.unlink()
+    return result
+
+
+def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
+    from learnscope.bias.experiment import build_components
+
     components = build_components(cfg)  # validates every table before any work or any file
     with staged_output(out, force, resumable="function_*.npz") as stage:
-        result = run_experiment(cfg, progress=progress, checkpoint_dir=stage, components=components)
-        write_run_dir(stage, kind="bias-run", config=result.resolved_config(), metrics=result.metrics,
-                      arrays=result.arrays)
-        write_report(result, stage)
-        for ckpt in stage.glob("function_*.npz"):
-            ckpt.unlink()
+        result = write_bias_run(cfg, stage, progress, components)
     report = out / "report.html"
     _print_summary(result.metrics, report)
+    exit_on_warnings(result.metrics.get("verdict", {}).get("warnings", []))
     return report
 
 
@@ -64,7 +75,7 @@ def _print_summary(metrics: dict, report: Path) -> None:
         typer.echo(", ".join(parts))
     if "overlap" in metrics:
         typer.echo(f"max |overlap| between functions: {metrics['overlap']['max_abs_off_diagonal']:.4f}")
-    typer.echo(f"report: {report}")
+    typer.echo(f"report: {shown(report)}")
 
 
 def run_config(
@@ -91,7 +102,7 @@ def run(
         None, "--seed", help="Run this one seed instead of the config's run.seeds."
     ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar over meta-steps."),
 ) -> None:
     """Run an experiment from a TOML config and write its run directory and HTML report."""
@@ -108,7 +119,7 @@ def easiest(
     out: Path = typer.Option(Path("runs/easiest"), "--out", help="Run directory to create."),
     seed: int = typer.Option(0, "--seed"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Find the easiest function of a learner without writing a config (library defaults)."""
     dom: dict = {"name": domain}
