@@ -20,17 +20,13 @@ from learnscope.domains import (
     FiniteDataset,
     Hypercube,
     Sphere,
-    fibonacci_sphere,
     make_domain,
     random_rotation,
 )
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.spherical import fibonacci_sphere
 
 F64 = torch.float64
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -43,10 +39,10 @@ def _gen(seed: int) -> torch.Generator:
      (FiniteDataset(np.arange(30.0).reshape(10, 3)), 3)],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_sample_shapes_and_dtype(domain, d, dtype):
-    x = domain.sample(7, _gen(0), dtype)
-    xb = domain.sample_batch(4, 6, _gen(0), dtype)
-    xs = domain.spread_sample(9, _gen(0), dtype)
+def test_sample_shapes_and_dtype(gen, domain, d, dtype):
+    x = domain.sample(7, gen(0), dtype)
+    xb = domain.sample_batch(4, 6, gen(0), dtype)
+    xs = domain.spread_sample(9, gen(0), dtype)
     assert x.shape == (7, d) and x.dtype == dtype
     assert xb.shape == (4, 6, d) and xb.dtype == dtype
     assert xs.shape == (9, d) and xs.dtype == dtype
@@ -54,17 +50,17 @@ def test_sample_shapes_and_dtype(domain, d, dtype):
 
 
 @pytest.mark.parametrize("domain", [Sphere(3), Sphere(4), Circle(), Disc(), Hypercube(3)])
-def test_same_seed_same_draws_different_seed_different(domain):
+def test_same_seed_same_draws_different_seed_different(gen, domain):
     for method in (lambda g: domain.sample(50, g), lambda g: domain.sample_batch(3, 20, g),
                    lambda g: domain.spread_sample(50, g)):
-        a, b, c = method(_gen(11)), method(_gen(11)), method(_gen(12))
+        a, b, c = method(gen(11)), method(gen(11)), method(gen(12))
         assert torch.equal(a, b)
         assert not torch.allclose(a, c)
 
 
-def test_sample_batch_sets_are_distinct():
+def test_sample_batch_sets_are_distinct(gen):
     """The B blocks of one call are independent sets, not one set repeated."""
-    xb = Sphere(3).sample_batch(3, 40, _gen(1), F64)
+    xb = Sphere(3).sample_batch(3, 40, gen(1), F64)
     assert not torch.allclose(xb[0], xb[1]) and not torch.allclose(xb[1], xb[2])
 
 
@@ -73,9 +69,9 @@ def test_sample_batch_sets_are_distinct():
 
 
 @pytest.mark.parametrize("d", [2, 3, 5])
-def test_sphere_unit_norm_and_isotropic_second_moment(d):
+def test_sphere_unit_norm_and_isotropic_second_moment(gen, d):
     N = 20000
-    x = Sphere(d).sample(N, _gen(d), F64).numpy()
+    x = Sphere(d).sample(N, gen(d), F64).numpy()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
     C = x.T @ x / N
     # x_i^2 has E = 1/d and E x_i^4 = 3/(d(d+2)); x_i x_j (i != j) has variance E x_i^2 x_j^2 = 1/(d(d+2))
@@ -88,14 +84,14 @@ def test_sphere_unit_norm_and_isotropic_second_moment(d):
     assert np.abs(x.mean(0)).max() < 5 * math.sqrt(1 / d / N)
 
 
-def test_sphere_float32_unit_norm():
-    x = Sphere(4).sample(1000, _gen(3), torch.float32)
+def test_sphere_float32_unit_norm(gen):
+    x = Sphere(4).sample(1000, gen(3), torch.float32)
     assert torch.allclose(x.norm(dim=1), torch.ones(1000), atol=1e-6)
 
 
-def test_sphere_uniform_coordinate_law_s2():
+def test_sphere_uniform_coordinate_law_s2(gen):
     """On S² (Archimedes) the coordinate z is U(-1, 1): a KS test with fixed seed."""
-    z = Sphere(3).sample(5000, _gen(4), F64).numpy()[:, 2]
+    z = Sphere(3).sample(5000, gen(4), F64).numpy()[:, 2]
     assert stats.kstest(z, stats.uniform(loc=-1, scale=2).cdf).pvalue > 1e-3
 
 
@@ -103,9 +99,9 @@ def test_sphere_uniform_coordinate_law_s2():
 # circle, disc, hypercube
 
 
-def test_circle_unit_norm_uniform_angle():
+def test_circle_unit_norm_uniform_angle(gen):
     N = 20000
-    x = Circle().sample(N, _gen(5), F64).numpy()
+    x = Circle().sample(N, gen(5), F64).numpy()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
     theta = np.arctan2(x[:, 1], x[:, 0])
     # circular moments E cos kθ = E sin kθ = 0, each with variance 1/2
@@ -115,9 +111,9 @@ def test_circle_unit_norm_uniform_angle():
     assert stats.kstest((theta + math.pi) / (2 * math.pi), "uniform").pvalue > 1e-3
 
 
-def test_disc_radius_squared_uniform_and_angle_uniform():
+def test_disc_radius_squared_uniform_and_angle_uniform(gen):
     N = 20000
-    x = Disc().sample(N, _gen(6), F64).numpy()
+    x = Disc().sample(N, gen(6), F64).numpy()
     r2 = (x**2).sum(1)
     assert r2.max() <= 1.0 and r2.min() >= 0.0
     # r² ~ U(0, 1): mean 1/2 (var 1/12), variance 1/12 (the variance of (U - 1/2)² is 1/80 - 1/144 = 1/180)
@@ -133,9 +129,9 @@ def test_disc_radius_squared_uniform_and_angle_uniform():
 
 
 @pytest.mark.parametrize("low, high", [(-1.0, 1.0), (2.0, 5.0), (-3.0, -2.5)])
-def test_hypercube_bounds_mean_variance(low, high):
+def test_hypercube_bounds_mean_variance(gen, low, high):
     N, d = 20000, 3
-    x = Hypercube(d, low, high).sample(N, _gen(7), F64).numpy()
+    x = Hypercube(d, low, high).sample(N, gen(7), F64).numpy()
     assert x.min() >= low and x.max() <= high
     w = high - low
     np.testing.assert_allclose(x.mean(0), (low + high) / 2, atol=5 * w * math.sqrt(1 / 12 / N))
@@ -157,42 +153,42 @@ def _rows_index(samples: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.where(eq.any(1), eq.argmax(1), -1)
 
 
-def test_dataset_samples_only_rows_with_replacement_uniformly():
+def test_dataset_samples_only_rows_with_replacement_uniformly(gen):
     pts = np.random.default_rng(0).normal(size=(8, 3))
     ds = FiniteDataset(pts)
-    x = ds.sample(4000, _gen(8), F64).numpy()
+    x = ds.sample(4000, gen(8), F64).numpy()
     idx = _rows_index(x, pts)
     assert (idx >= 0).all()
     counts = np.bincount(idx, minlength=8)
     assert stats.chisquare(counts).pvalue > 1e-3
     # with replacement, more samples than rows is allowed
-    assert ds.sample(20, _gen(9)).shape == (20, 3)
+    assert ds.sample(20, gen(9)).shape == (20, 3)
 
 
-def test_dataset_without_replacement_distinct_and_errors():
+def test_dataset_without_replacement_distinct_and_errors(gen):
     pts = np.arange(24.0).reshape(6, 4)
     ds = FiniteDataset(pts, replace=False)
-    x = ds.sample(6, _gen(10), F64).numpy()
+    x = ds.sample(6, gen(10), F64).numpy()
     idx = _rows_index(x, pts)
     assert sorted(idx.tolist()) == list(range(6))  # a permutation of all rows
-    xb = ds.sample_batch(5, 4, _gen(10), F64).numpy()
+    xb = ds.sample_batch(5, 4, gen(10), F64).numpy()
     for block in xb:
         ib = _rows_index(block, pts)
         assert (ib >= 0).all() and len(set(ib.tolist())) == 4
     with pytest.raises(ConfigError, match="7"):
-        ds.sample(7, _gen(0))
+        ds.sample(7, gen(0))
     with pytest.raises(ConfigError):
-        ds.sample_batch(2, 7, _gen(0))
+        ds.sample_batch(2, 7, gen(0))
 
 
-def test_dataset_multidimensional_rows_and_dim():
+def test_dataset_multidimensional_rows_and_dim(gen):
     pts = np.random.default_rng(1).normal(size=(5, 2, 3))
     ds = FiniteDataset(pts)
     assert ds.dim == 6
-    x = ds.sample(11, _gen(0), F64).numpy()
+    x = ds.sample(11, gen(0), F64).numpy()
     assert x.shape == (11, 2, 3)
     assert (_rows_index(x, pts) >= 0).all()
-    assert ds.sample_batch(2, 3, _gen(0)).shape == (2, 3, 2, 3)
+    assert ds.sample_batch(2, 3, gen(0)).shape == (2, 3, 2, 3)
 
 
 def test_dataset_bad_points():
@@ -210,22 +206,10 @@ def test_dataset_bad_points():
 # low-discrepancy sets
 
 
-def test_fibonacci_sphere_quadrature_closed_form():
-    """mean over the lattice of exp(a·x) vs the exact sphere average sinh|a|/|a|."""
-    x = fibonacci_sphere(2000)
-    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
-    a = np.array([0.7, -0.4, 1.1])
-    exact = math.sinh(np.linalg.norm(a)) / np.linalg.norm(a)
-    assert abs(np.exp(x @ a).mean() - exact) < 1e-4 * exact
-    # equal-area bands: z is evenly spaced in (-1, 1) (Archimedes' hat-box theorem)
-    dz = np.diff(np.sort(x[:, 2]))
-    np.testing.assert_allclose(dz, 2 / 2000, rtol=1e-9)
-
-
-def test_sphere_spread_sample_rotated_lattice_moments():
+def test_sphere_spread_sample_rotated_lattice_moments(gen):
     n = 2000
-    a = Sphere(3).spread_sample(n, _gen(0), F64).numpy()
-    b = Sphere(3).spread_sample(n, _gen(1), F64).numpy()
+    a = Sphere(3).spread_sample(n, gen(0), F64).numpy()
+    b = Sphere(3).spread_sample(n, gen(1), F64).numpy()
     for x in (a, b):
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
         # Monte Carlo standard errors would be sqrt(4/45 / n) ≈ 6.7e-3 (x²) and ≈ 5.6e-3 (x⁴)
@@ -239,19 +223,19 @@ def test_sphere_spread_sample_rotated_lattice_moments():
     np.testing.assert_allclose(lattice @ R, a, atol=1e-10)
     np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-10)
     # i.i.d. draws are far worse: a sanity check that the threshold above is meaningful
-    iid = Sphere(3).sample(n, _gen(2), F64).numpy()
+    iid = Sphere(3).sample(n, gen(2), F64).numpy()
     assert np.abs((iid**2).mean(0) - 1 / 3).max() > 1e-4
 
 
-def test_sphere_spread_sample_other_dims_are_unit_norm():
-    x = Sphere(4).spread_sample(100, _gen(0), F64)
+def test_sphere_spread_sample_other_dims_are_unit_norm(gen):
+    x = Sphere(4).spread_sample(100, gen(0), F64)
     assert x.shape == (100, 4)
     assert torch.allclose(x.norm(dim=1), torch.ones(100, dtype=F64), atol=1e-12)
 
 
-def test_disc_spread_sample_spiral():
+def test_disc_spread_sample_spiral(gen):
     n = 2000
-    x = Disc().spread_sample(n, _gen(3), F64).numpy()
+    x = Disc().spread_sample(n, gen(3), F64).numpy()
     r2 = (x**2).sum(1)
     assert r2.max() <= 1.0
     assert abs(r2.mean() - 0.5) < 1e-4  # MC standard error would be sqrt(1/12/n) ≈ 6.5e-3
@@ -261,14 +245,14 @@ def test_disc_spread_sample_spiral():
     assert abs((x[:, 0] ** 2).mean() - 0.25) < 2e-3
     assert abs((x[:, 1] ** 2).mean() - 0.25) < 2e-3
     assert abs((x[:, 0] * x[:, 1]).mean()) < 2e-3
-    y = Disc().spread_sample(n, _gen(4), F64).numpy()
+    y = Disc().spread_sample(n, gen(4), F64).numpy()
     assert not np.allclose(x, y)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1), atol=1e-12)
 
 
-def test_circle_spread_sample_equispaced():
+def test_circle_spread_sample_equispaced(gen):
     n = 7
-    x = Circle().spread_sample(n, _gen(5), F64).numpy()
+    x = Circle().spread_sample(n, gen(5), F64).numpy()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
     theta = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * math.pi))
     gaps = np.diff(np.append(theta, theta[0] + 2 * math.pi))
@@ -277,7 +261,7 @@ def test_circle_spread_sample_equispaced():
     t = np.arctan2(x[:, 1], x[:, 0])
     for k in range(1, n):
         assert abs(np.cos(k * t).mean()) < 1e-12
-    y = Circle().spread_sample(n, _gen(6), F64).numpy()
+    y = Circle().spread_sample(n, gen(6), F64).numpy()
     assert not np.allclose(x, y)
 
 
@@ -286,21 +270,21 @@ def test_circle_spread_sample_equispaced():
 
 
 @pytest.mark.parametrize("d", [2, 3, 6])
-def test_random_rotation_is_orthogonal_and_haar_isotropic(d):
-    Q = random_rotation(d, _gen(d), F64)
+def test_random_rotation_is_orthogonal_and_haar_isotropic(gen, d):
+    Q = random_rotation(d, gen(d), F64)
     assert Q.shape == (d, d) and Q.dtype == F64
     np.testing.assert_allclose((Q.T @ Q).numpy(), np.eye(d), atol=1e-12)
     # Haar: the first row is uniform on S^{d-1}, so E[q qᵀ] = I/d
     N = 4000
-    rows = np.stack([random_rotation(d, _gen(1000 + i), F64)[0].numpy() for i in range(N)])
+    rows = np.stack([random_rotation(d, gen(1000 + i), F64)[0].numpy() for i in range(N)])
     C = rows.T @ rows / N
     se_diag = math.sqrt(3 / (d * (d + 2)) - 1 / d**2) / math.sqrt(N)
     np.testing.assert_allclose(np.diag(C), 1 / d, atol=5 * se_diag)
     assert abs(abs(np.linalg.det(Q.numpy())) - 1) < 1e-12
 
 
-def test_random_rotation_has_determinant_plus_one():
-    dets = [float(torch.linalg.det(random_rotation(3, _gen(s), F64))) for s in range(20)]
+def test_random_rotation_has_determinant_plus_one(gen):
+    dets = [float(torch.linalg.det(random_rotation(3, gen(s), F64))) for s in range(20)]
     np.testing.assert_allclose(dets, 1.0, atol=1e-12)
 
 
@@ -346,15 +330,15 @@ def test_make_domain_bad_values(spec):
 
 @pytest.mark.parametrize("domain", [Sphere(3), Circle(), Disc(), Hypercube(2), FiniteDataset(np.zeros((3, 2)))])
 @pytest.mark.parametrize("n", [0, -2])
-def test_non_positive_sizes(domain, n):
+def test_non_positive_sizes(gen, domain, n):
     with pytest.raises(ConfigError, match="n must be a positive integer"):
-        domain.sample(n, _gen(0))
+        domain.sample(n, gen(0))
     with pytest.raises(ConfigError, match="n must be a positive integer"):
-        domain.sample_batch(2, n, _gen(0))
+        domain.sample_batch(2, n, gen(0))
     with pytest.raises(ConfigError, match="batch must be a positive integer"):
-        domain.sample_batch(n, 2, _gen(0))
+        domain.sample_batch(n, 2, gen(0))
     with pytest.raises(ConfigError):
-        domain.spread_sample(n, _gen(0))
+        domain.spread_sample(n, gen(0))
 
 
 def test_hypercube_infinite_bounds_rejected():

@@ -1,4 +1,5 @@
-"""Exact kernels: closed forms vs Monte-Carlo expectations, wide random networks, and Funk–Hecke spectra."""
+"""Exact kernels: closed forms vs Monte-Carlo expectations, wide random networks, and the arc-cosine Funk–Hecke
+spectra (the general spherical machinery is tested in test_spherical.py)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,17 @@ from learnscope.learners import (
     KernelRidge,
     arccos,
     arccos_eigenvalues,
-    harmonic_multiplicity,
     rbf,
     relu_nngp,
     relu_ntk,
 )
+from learnscope.spherical import harmonic_dimension
 
 F64 = torch.float64
 
 
-def _points(seed: int, B: int, n: int, d: int) -> torch.Tensor:
-    return torch.randn(B, n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
+def _points(gen, seed: int, B: int, n: int, d: int) -> torch.Tensor:
+    return torch.randn(B, n, d, generator=gen(seed), dtype=F64)
 
 
 # ---------------------------------------------------------------- arc-cosine kernels vs Monte-Carlo
@@ -52,9 +53,9 @@ def test_arccos_matches_monte_carlo_expectation(order: int) -> None:
     assert k[1, 1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_arccos_gradients_finite_and_exact_at_coincident_points() -> None:
+def test_arccos_gradients_finite_and_exact_at_coincident_points(gen) -> None:
     """At θ = 0: d k_1(x, x)/dx = x (k_1(x, x) = |x|²/2) and d k_1(x, x')/dx' at x' = x is x/2."""
-    x = _points(1, 2, 5, 3)
+    x = _points(gen, 1, 2, 5, 3)
     xa = x.clone().requires_grad_(True)
     arccos(xa, xa, 1).diagonal(dim1=1, dim2=2).sum().backward()
     torch.testing.assert_close(xa.grad, x, rtol=1e-10, atol=1e-12)
@@ -67,25 +68,25 @@ def test_arccos_gradients_finite_and_exact_at_coincident_points() -> None:
         assert torch.isfinite(xc.grad).all()
 
 
-def test_arccos_zero_input_is_finite() -> None:
+def test_arccos_zero_input_is_finite(gen) -> None:
     x = torch.zeros(1, 1, 3, dtype=F64, requires_grad=True)
-    y = _points(2, 1, 3, 3)
+    y = _points(gen, 2, 1, 3, 3)
     k1, k0 = arccos(x, y, 1), arccos(x, y, 0)
     assert torch.all(k1.abs() < 1e-14) and torch.allclose(k0, torch.full_like(k0, 0.25))
     (k1.sum() + k0.sum()).backward()
     assert torch.isfinite(x.grad).all()
 
 
-def test_rbf_matches_numpy() -> None:
-    x1, x2 = _points(3, 2, 4, 3), _points(4, 2, 6, 3)
+def test_rbf_matches_numpy(gen) -> None:
+    x1, x2 = _points(gen, 3, 2, 4, 3), _points(gen, 4, 2, 6, 3)
     ell = 0.7
     ref = np.exp(-((x1.numpy()[:, :, None, :] - x2.numpy()[:, None, :, :]) ** 2).sum(-1) / (2 * ell**2))
     np.testing.assert_allclose(rbf(x1, x2, lengthscale=ell).numpy(), ref, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
-def test_named_kernels_are_symmetric_psd(name: str) -> None:
-    x = _points(5, 2, 30, 3)
+def test_named_kernels_are_symmetric_psd(gen, name: str) -> None:
+    x = _points(gen, 5, 2, 30, 3)
     K = KernelRidge(name).gram(x, x)
     torch.testing.assert_close(K, K.transpose(1, 2), rtol=1e-12, atol=1e-12)
     ev = torch.linalg.eigvalsh(K)
@@ -95,10 +96,10 @@ def test_named_kernels_are_symmetric_psd(name: str) -> None:
 # ---------------------------------------------------------------- NNGP / NTK
 
 
-def test_relu_kernels_depth1_equal_arccos_formulas() -> None:
+def test_relu_kernels_depth1_equal_arccos_formulas(gen) -> None:
     """Depth 1, σ_b = 0: pre-activations u = σ_w w·x/√d, so Σ¹ = σ_w² (σ_w²/d) k_1 and
     Θ¹ = Σ¹ + (σ_w² x·x'/d) σ_w² k_0."""
-    x1, x2 = _points(6, 2, 4, 5), _points(7, 2, 3, 5)
+    x1, x2 = _points(gen, 6, 2, 4, 5), _points(gen, 7, 2, 3, 5)
     sw, d = 1.7, 5
     k1, k0 = arccos(x1, x2, 1), arccos(x1, x2, 0)
     nngp = sw * (sw / d) * k1
@@ -126,10 +127,10 @@ def _draw_net(g: torch.Generator, dims: list[int]) -> list[torch.Tensor]:
     return params
 
 
-def test_nngp_matches_one_very_wide_network() -> None:
+def test_nngp_matches_one_very_wide_network(gen) -> None:
     """Depth 1, width 32768: the readout covariance σ_w² φ(z¹)·φ(z¹)'/N + σ_b² self-averages to Σ¹.
     Relative MC error ≈ 2.2/√N ≈ 1.3% per diagonal entry; tolerance 5%."""
-    g = torch.Generator().manual_seed(11)
+    g = gen(11)
     x = torch.randn(6, 3, generator=g, dtype=F64)
     sw2, sb2, width = 2.0, 0.1, 32768
     _, h = _net_forward(_draw_net(g, [3, width, 1]), x, sw2, sb2)
@@ -139,12 +140,12 @@ def test_nngp_matches_one_very_wide_network() -> None:
 
 
 @pytest.mark.parametrize("depth", [2, 3])
-def test_nngp_and_ntk_match_wide_random_networks(depth: int) -> None:
+def test_nngp_and_ntk_match_wide_random_networks(gen, depth: int) -> None:
     """Empirical NNGP (last-hidden-layer covariance) and empirical NTK ⟨∂f(x)/∂θ, ∂f(x')/∂θ⟩ (torch.func
     jacrev + vmap), averaged over R = 128 independent nets of width 256 (R·N = 32768 units in all), vs the
     closed-form recursions. Relative Frobenius error measured over 10 seeds: mean 1.0–1.4%, max 2.4%
     (MC error ~1/√(R·N), finite-width bias O(1/N)); tolerance 5%."""
-    g = torch.Generator().manual_seed(20 + depth)
+    g = gen(20 + depth)
     m, d, width, R, sw2, sb2 = 6, 3, 256, 128, 2.0, 0.5
     x = torch.randn(m, d, generator=g, dtype=F64)
     nngp = torch.zeros(m, m, dtype=F64)
@@ -168,8 +169,8 @@ def test_nngp_and_ntk_match_wide_random_networks(depth: int) -> None:
     assert (ntk_th.diagonal() > 1.5 * nngp_th.diagonal()).all()
 
 
-def test_relu_kernel_parameter_errors() -> None:
-    x = _points(8, 1, 2, 3)
+def test_relu_kernel_parameter_errors(gen) -> None:
+    x = _points(gen, 8, 1, 2, 3)
     with pytest.raises(ConfigError):
         relu_ntk(x, x, depth=0)
     with pytest.raises(ConfigError):
@@ -181,7 +182,7 @@ def test_relu_kernel_parameter_errors() -> None:
     with pytest.raises(ConfigError):
         rbf(x, x, lengthscale=0.0)
     with pytest.raises(ShapeError):
-        arccos(x, _points(9, 1, 2, 4))
+        arccos(x, _points(gen, 9, 1, 2, 4))
 
 
 # ---------------------------------------------------------------- Funk–Hecke eigenvalues
@@ -210,18 +211,12 @@ def test_eigenvalues_reconstruct_kernel_by_addition_theorem(order: int, d: int) 
     a = (d - 3) / 2
     t = np.array([-0.9, -0.3, 0.0, 0.4, 0.8])
     series = sum(
-        harmonic_multiplicity(d, ell) * lam[ell] * eval_jacobi(ell, a, a, t) / eval_jacobi(ell, a, a, 1.0)
+        harmonic_dimension(d, ell) * lam[ell] * eval_jacobi(ell, a, a, t) / eval_jacobi(ell, a, a, 1.0)
         for ell in range(L + 1)
     )
     th = np.arccos(t)
     k = (np.pi - th) / (2 * np.pi) if order == 0 else (np.sin(th) + (np.pi - th) * t) / (2 * np.pi)
     np.testing.assert_allclose(series, k, atol=2e-4 if order == 0 else 1e-6)
-
-
-def test_harmonic_multiplicity_known_values() -> None:
-    assert [harmonic_multiplicity(3, ell) for ell in range(5)] == [1, 3, 5, 7, 9]
-    assert [harmonic_multiplicity(2, ell) for ell in range(4)] == [1, 2, 2, 2]
-    assert harmonic_multiplicity(4, 2) == 9  # (l + 1)² on S³
 
 
 def test_eigenvalue_argument_errors() -> None:

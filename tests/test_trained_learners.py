@@ -3,6 +3,7 @@ connectivity statistics (closed-form expectations), user modules, per-block rand
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -20,42 +21,38 @@ from learnscope.learners.trained import (
     Trained,
     TrainedLearner,
 )
+from learnscope.plasticity import make_rule
 
 F64 = torch.float64
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _task(seed: int = 0, B: int = 2, n: int = 5, m: int = 7, d: int = 3):
+def _task(gen, seed: int = 0, B: int = 2, n: int = 5, m: int = 7, d: int = 3):
     """Inputs on the unit sphere and random labels (float64): x_tr, y_tr, x_te, y_te."""
-    g = _gen(seed)
+    g = gen(seed)
     x = torch.randn(B, n + m, d, generator=g, dtype=F64)
     x = x / x.norm(dim=-1, keepdim=True)
     y = torch.randn(B, n + m, generator=g, dtype=F64)
     return x[:, :n], y[:, :n], x[:, n:], y[:, n:]
 
 
-def _meta_loss(learner, x_tr, y_tr, x_te, y_te, seed: int = 3) -> torch.Tensor:
+def _meta_loss(gen, learner, x_tr, y_tr, x_te, y_te, seed: int = 3) -> torch.Tensor:
     """Test MSE of a learner trained on (x_tr, y_tr); a fresh generator per call keeps the draws fixed."""
-    pred = learner.fit_predict(x_tr, y_tr, x_te, generator=_gen(seed))
+    pred = learner.fit_predict(x_tr, y_tr, x_te, generator=gen(seed))
     return ((pred - y_te) ** 2).mean()
 
 
-def _fd_rel_error(learner, seed: int = 0, h: float = 1e-6, **task) -> float:
+def _fd_rel_error(gen, learner, seed: int = 0, h: float = 1e-6, **task) -> float:
     """‖autograd − central FD‖ / ‖FD‖ of d(test MSE)/d(y_train), every label entry perturbed."""
-    x_tr, y_tr, x_te, y_te = _task(seed, **task)
+    x_tr, y_tr, x_te, y_te = _task(gen, seed, **task)
     y = y_tr.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(_meta_loss(learner, x_tr, y, x_te, y_te), y)
+    (grad,) = torch.autograd.grad(_meta_loss(gen, learner, x_tr, y, x_te, y_te), y)
     fd = torch.zeros_like(y_tr)
     with torch.no_grad():
         for idx in np.ndindex(*y_tr.shape):
             e = torch.zeros_like(y_tr)
             e[idx] = h
-            fd[idx] = (
-                _meta_loss(learner, x_tr, y_tr + e, x_te, y_te) - _meta_loss(learner, x_tr, y_tr - e, x_te, y_te)
-            ) / (2 * h)
+            plus = _meta_loss(gen, learner, x_tr, y_tr + e, x_te, y_te)
+            fd[idx] = (plus - _meta_loss(gen, learner, x_tr, y_tr - e, x_te, y_te)) / (2 * h)
     assert fd.norm() > 1e-6  # the labels do matter
     return float((grad - fd).norm() / fd.norm())
 
@@ -63,38 +60,38 @@ def _fd_rel_error(learner, seed: int = 0, h: float = 1e-6, **task) -> float:
 # ---------------------------------------------------------------- exact meta-gradients
 
 
-def test_meta_gradient_mlp_gradient_descent_matches_finite_differences() -> None:
+def test_meta_gradient_mlp_gradient_descent_matches_finite_differences(gen) -> None:
     learner = TrainedLearner(MLP([3, 6, 6, 1]), rule="sgd", steps=4, lr=0.1)
-    assert _fd_rel_error(learner) < 1e-4
+    assert _fd_rel_error(gen, learner) < 1e-4
 
 
 @pytest.mark.parametrize("positive", [False, "abs", "softplus"])
-def test_meta_gradient_masked_mushroom_body_matches_finite_differences(positive) -> None:
+def test_meta_gradient_masked_mushroom_body_matches_finite_differences(gen, positive) -> None:
     learner = MushroomBodyLearner(n_inputs=3, n_hidden=8, fan_in=2, positive=positive, steps=4, lr=0.2, batch_size=3)
-    assert _fd_rel_error(learner) < 1e-4
+    assert _fd_rel_error(gen, learner) < 1e-4
 
 
-def test_meta_gradient_smooth_spiking_learner_matches_finite_differences() -> None:
+def test_meta_gradient_smooth_spiking_learner_matches_finite_differences(gen) -> None:
     # smooth=True: the Heaviside forward is replaced by the sigmoid soft spike, so the training map is smooth and
     # finite differences are defined (bias-spec §3.1 check (i)); the backward code path is the same BPTT.
     learner = SpikingLearner(n_hidden=5, t_sim=8, steps=3, lr=0.2, surrogate="sigmoid", slope=2.0, smooth=True)
-    assert _fd_rel_error(learner) < 1e-4
+    assert _fd_rel_error(gen, learner) < 1e-4
 
 
 @pytest.mark.parametrize("rule", ["fa", "kp", "dfa"])
-def test_meta_gradient_feedback_rules_match_finite_differences(rule: str) -> None:
+def test_meta_gradient_feedback_rules_match_finite_differences(gen, rule: str) -> None:
     learner = TrainedLearner(MLP([3, 6, 5, 1], activation="tanh"), rule=rule, steps=4, lr=0.2)
-    assert _fd_rel_error(learner) < 1e-4
+    assert _fd_rel_error(gen, learner) < 1e-4
 
 
-def test_dense_fast_path_equals_plain_autograd_gradient_descent() -> None:
+def test_dense_fast_path_equals_plain_autograd_gradient_descent(gen) -> None:
     # same initial parameters (the circuit's init_params from the same generator) and the same minibatch indices
     # (drawn right after the parameters), trained by a textbook autograd loop per member
     B, n, steps, bs, lr = 3, 6, 5, 4, 0.1
-    x_tr, y_tr, x_te, _ = _task(1, B=B, n=n)
+    x_tr, y_tr, x_te, _ = _task(gen, 1, B=B, n=n)
     net = MLP([3, 7, 1])
-    pred = TrainedLearner(net, steps=steps, lr=lr, batch_size=bs).fit_predict(x_tr, y_tr, x_te, generator=_gen(5))
-    g = _gen(5)
+    pred = TrainedLearner(net, steps=steps, lr=lr, batch_size=bs).fit_predict(x_tr, y_tr, x_te, generator=gen(5))
+    g = gen(5)
     P = net.init_params(g, ensemble=B, dtype=F64)
     idx = torch.randint(n, (B, steps, bs), generator=g)
     for b in range(B):
@@ -111,9 +108,9 @@ def test_dense_fast_path_equals_plain_autograd_gradient_descent() -> None:
 # ---------------------------------------------------------------- masking inside the graph
 
 
-def _authors_masked_run(mb: MushroomBody, x_tr, y_tr, x_te, seed: int, steps: int, lr: float, bs: int):
+def _authors_masked_run(gen, mb: MushroomBody, x_tr, y_tr, x_te, seed: int, steps: int, lr: float, bs: int):
     """The authors' Fig 7 inner loop: W unmasked in the forward pass, updates zeroed in place under no_grad."""
-    g = _gen(seed)
+    g = gen(seed)
     P, mask = mb.draw(g, x_tr.shape[0], F64)
     idx = torch.randint(x_tr.shape[1], (x_tr.shape[0], steps, bs), generator=g)
     params = [p.clone().requires_grad_(True) for p in P]
@@ -130,10 +127,10 @@ def _authors_masked_run(mb: MushroomBody, x_tr, y_tr, x_te, seed: int, steps: in
     return torch.baddbmm(b2.unsqueeze(1), torch.relu(torch.baddbmm(b1.unsqueeze(1), x_te, V)), W2)[..., 0]
 
 
-def test_masked_weights_get_exactly_zero_update() -> None:
-    x_tr, y_tr, x_te, _ = _task(2, B=3, n=8, d=5)
+def test_masked_weights_get_exactly_zero_update(gen) -> None:
+    x_tr, y_tr, x_te, _ = _task(gen, 2, B=3, n=8, d=5)
     learner = MushroomBodyLearner(n_inputs=5, n_hidden=12, steps=6, lr=0.2, batch_size=5)
-    _, fit = learner.fit_predict(x_tr, y_tr.requires_grad_(True), x_te, generator=_gen(0), return_fitted=True)
+    _, fit = learner.fit_predict(x_tr, y_tr.requires_grad_(True), x_te, generator=gen(0), return_fitted=True)
     mask = fit.extra
     V0, V1 = fit.initial[0], fit.params[0]
     assert torch.equal(mask.sum(1), torch.full((3, 12), 2.0, dtype=F64))
@@ -142,17 +139,17 @@ def test_masked_weights_get_exactly_zero_update() -> None:
     assert moved.float().mean() > 0.5  # connected weights do learn (those of silent ReLU units cannot)
 
 
-def test_in_graph_masking_fixes_the_authors_meta_gradient() -> None:
-    x_tr, y_tr, x_te, y_te = _task(4, B=2, n=8, m=10, d=5)
+def test_in_graph_masking_fixes_the_authors_meta_gradient(gen) -> None:
+    x_tr, y_tr, x_te, y_te = _task(gen, 4, B=2, n=8, m=10, d=5)
     steps, lr, bs, seed = 5, 0.3, 6, 7
     mb = MushroomBody(n_inputs=5, n_hidden=10, fan_in=2)
     learner = TrainedLearner(mb, steps=steps, lr=lr, batch_size=bs)
 
     def ours(y):
-        return ((learner.fit_predict(x_tr, y, x_te, generator=_gen(seed)) - y_te) ** 2).mean()
+        return ((learner.fit_predict(x_tr, y, x_te, generator=gen(seed)) - y_te) ** 2).mean()
 
     def authors(y):
-        return ((_authors_masked_run(mb, x_tr, y, x_te, seed, steps, lr, bs) - y_te) ** 2).mean()
+        return ((_authors_masked_run(gen, mb, x_tr, y, x_te, seed, steps, lr, bs) - y_te) ** 2).mean()
 
     y1, y2 = y_tr.clone().requires_grad_(True), y_tr.clone().requires_grad_(True)
     l1, l2 = ours(y1), authors(y2)
@@ -173,37 +170,37 @@ def test_in_graph_masking_fixes_the_authors_meta_gradient() -> None:
 # ---------------------------------------------------------------- connectivity schemes
 
 
-def _frequencies(mb: MushroomBody, E: int = 400) -> torch.Tensor:
-    M = mb.sample_mask(_gen(11), E, F64)  # (E, d, K)
+def _frequencies(gen, mb: MushroomBody, E: int = 400) -> torch.Tensor:
+    M = mb.sample_mask(gen(11), E, F64)  # (E, d, K)
     return M.permute(0, 2, 1).reshape(-1, mb.n_inputs)  # one row per hidden unit
 
 
 @pytest.mark.parametrize(
     ("scheme", "fan_in"), [("random", 1), ("random", 3), ("overconnected", 2), ("grouped", 2), ("grouped", 3)]
 )
-def test_every_hidden_unit_has_exactly_fan_in_inputs(scheme: str, fan_in: int) -> None:
-    rows = _frequencies(MushroomBody(5, 50, fan_in=fan_in, scheme=scheme), E=20)
+def test_every_hidden_unit_has_exactly_fan_in_inputs(gen, scheme: str, fan_in: int) -> None:
+    rows = _frequencies(gen, MushroomBody(5, 50, fan_in=fan_in, scheme=scheme), E=20)
     assert torch.equal(rows.sum(1), torch.full((rows.shape[0],), float(fan_in), dtype=F64))
     assert set(rows.unique().tolist()) == {0.0, 1.0}
 
 
-def test_overconnected_input_frequency_matches_sampling_without_replacement() -> None:
+def test_overconnected_input_frequency_matches_sampling_without_replacement(gen) -> None:
     p = [0.6, 0.1, 0.1, 0.1, 0.1]
     # P(i ∈ {first, second}) = p_i + Σ_{j≠i} p_j · p_i / (1 − p_j)
     exact = [p[i] + sum(p[j] * p[i] / (1 - p[j]) for j in range(5) if j != i) for i in range(5)]
     assert exact[0] == pytest.approx(0.6 + 4 * 0.1 * 0.6 / 0.9)
     torch.testing.assert_close(connection_probabilities(p, 2), torch.tensor(exact, dtype=F64))
-    freq = _frequencies(MushroomBody(5, 100, scheme="overconnected")).mean(0)  # 40 000 units, σ ≈ 0.002
+    freq = _frequencies(gen, MushroomBody(5, 100, scheme="overconnected")).mean(0)  # 40 000 units, σ ≈ 0.002
     np.testing.assert_allclose(freq.numpy(), exact, atol=0.012)
 
 
-def test_random_scheme_is_uniform() -> None:
-    freq = _frequencies(MushroomBody(5, 100, scheme="random")).mean(0)
+def test_random_scheme_is_uniform(gen) -> None:
+    freq = _frequencies(gen, MushroomBody(5, 100, scheme="random")).mean(0)
     np.testing.assert_allclose(freq.numpy(), 0.4, atol=0.012)
 
 
-def test_grouped_scheme_co_connection_frequencies() -> None:
-    rows = _frequencies(MushroomBody(5, 100, scheme="grouped"))
+def test_grouped_scheme_co_connection_frequencies(gen) -> None:
+    rows = _frequencies(gen, MushroomBody(5, 100, scheme="grouped"))
     co = lambda i, j: float((rows[:, i] * rows[:, j]).mean())  # noqa: E731
     # first input uniform (1/5), second from the conditional row: pair {i, j} = (P[i, j] + P[j, i]) / 5
     assert co(0, 1) == pytest.approx(2 * 0.85 / 5, abs=0.012)  # the G pair
@@ -211,17 +208,17 @@ def test_grouped_scheme_co_connection_frequencies() -> None:
     assert co(0, 2) == pytest.approx((0.05 + 0.1) / 5, abs=0.006)  # across groups
 
 
-def test_incidence_matrix_sampler_respects_zero_probabilities() -> None:
+def test_incidence_matrix_sampler_respects_zero_probabilities(gen) -> None:
     d, K = 5, 30
-    P = torch.rand(d, K, generator=_gen(3), dtype=F64)
-    zero = torch.rand(d, K, generator=_gen(4)) < 0.35
+    P = torch.rand(d, K, generator=gen(3), dtype=F64)
+    zero = torch.rand(d, K, generator=gen(4)) < 0.35
     zero[:, :2] = False
     for k in range(K):  # keep at least 2 positive entries per column
         if (~zero[:, k]).sum() < 2:
             zero[:2, k] = False
     P[zero] = 0
     mb = MushroomBody(d, K, fan_in=2, scheme="incidence", probs=P)
-    M = mb.sample_mask(_gen(5), 200, F64)
+    M = mb.sample_mask(gen(5), 200, F64)
     assert M[:, zero].sum() == 0
     assert torch.equal(M.sum(1), torch.full((200, K), 2.0, dtype=F64))
     assert torch.all(M.sum(0)[~zero] > 0)  # every allowed connection occurs
@@ -257,15 +254,15 @@ class _Tiny(torch.nn.Module):
         return self.fc2(torch.tanh(self.gain * self.fc1(x)))
 
 
-def test_user_module_equals_hand_written_functional_gd() -> None:
+def test_user_module_equals_hand_written_functional_gd(gen) -> None:
     B, steps, lr = 3, 6, 0.2
-    x_tr, y_tr, x_te, _ = _task(5, B=B)
+    x_tr, y_tr, x_te, _ = _task(gen, 5, B=B)
     module = _Tiny().double()
     rng = torch.get_rng_state()
     learner = Trained(module, steps=steps, lr=lr)
-    pred = learner.fit_predict(x_tr, y_tr, x_te, generator=_gen(9))
+    pred = learner.fit_predict(x_tr, y_tr, x_te, generator=gen(9))
     assert torch.equal(torch.get_rng_state(), rng)  # global RNG untouched
-    init = learner.init_params(_gen(9), B, F64)
+    init = learner.init_params(gen(9), B, F64)
     bound = 1 / math.sqrt(3)  # fc1 weight and bias: fan_in 3; gain: shape (1,) → fan_in 1
     assert init["fc1.weight"].abs().max() <= bound and init["fc1.bias"].abs().max() <= bound
     assert init["fc2.bias"].abs().max() <= 0.5
@@ -279,8 +276,8 @@ def test_user_module_equals_hand_written_functional_gd() -> None:
         torch.testing.assert_close(pred[b], ref.detach(), rtol=1e-12, atol=1e-12)
 
 
-def test_user_module_meta_gradient_matches_finite_differences() -> None:
-    assert _fd_rel_error(Trained(_Tiny().double(), steps=3, lr=0.2, batch_size=3)) < 1e-4
+def test_user_module_meta_gradient_matches_finite_differences(gen) -> None:
+    assert _fd_rel_error(gen, Trained(_Tiny().double(), steps=3, lr=0.2, batch_size=3)) < 1e-4
 
 
 def test_user_module_only_plain_gradient_descent() -> None:
@@ -301,10 +298,10 @@ def test_user_module_only_plain_gradient_descent() -> None:
     ],
     ids=["mushroom_body", "fa", "module", "spiking_rate"],
 )
-def test_block_zero_does_not_depend_on_other_blocks(learner) -> None:
-    x_tr, y_tr, x_te, _ = _task(6, B=4, n=6, m=5, d=5)
-    both = learner.fit_predict(x_tr, y_tr, x_te, generator=[_gen(1), _gen(2)])
-    alone = learner.fit_predict(x_tr[:2], y_tr[:2], x_te[:2], generator=[_gen(1)])
+def test_block_zero_does_not_depend_on_other_blocks(gen, learner) -> None:
+    x_tr, y_tr, x_te, _ = _task(gen, 6, B=4, n=6, m=5, d=5)
+    both = learner.fit_predict(x_tr, y_tr, x_te, generator=[gen(1), gen(2)])
+    alone = learner.fit_predict(x_tr[:2], y_tr[:2], x_te[:2], generator=[gen(1)])
     assert torch.equal(both[:2], alone)
     assert not torch.allclose(both[:2], both[2:])  # the other block did draw differently
 
@@ -357,11 +354,11 @@ def _lif_reference(c: SpikingLIF, params, x, noise=None) -> np.ndarray:
 
 
 @pytest.mark.parametrize("encoding", ["current", "rate"])
-def test_lif_forward_matches_the_spec_equations(encoding: str) -> None:
+def test_lif_forward_matches_the_spec_equations(gen, encoding: str) -> None:
     c = SpikingLIF(n_inputs=3, n_hidden=6, t_sim=12, encoding=encoding, input_gain=1.0, max_rate=400.0)
-    g = _gen(2)
+    g = gen(2)
     params = c.init_params(g, 2, F64)
-    x = _task(7, B=2, n=9)[0]
+    x = _task(gen, 7, B=2, n=9)[0]
     noise = c.draw_noise(g, 2, 9, F64) if encoding == "rate" else None
     out = c.forward(params, x, noise)[..., 0]
     ref = _lif_reference(c, params, x, noise)
@@ -373,8 +370,8 @@ def test_lif_forward_matches_the_spec_equations(encoding: str) -> None:
 # ---------------------------------------------------------------- configuration
 
 
-def test_describe_rebuilds_the_same_learner() -> None:
-    x_tr, y_tr, x_te, _ = _task(8, d=5)
+def test_describe_rebuilds_the_same_learner(gen) -> None:
+    x_tr, y_tr, x_te, _ = _task(gen, 8, d=5)
     for learner, cls in [
         (TrainedLearner({"circuit": "mlp", "hidden": [4]}, rule="kp", steps=2, batch_size=3), TrainedLearner),
         (MushroomBodyLearner(n_hidden=6, scheme="overconnected", positive=True, steps=2), MushroomBodyLearner),
@@ -382,17 +379,40 @@ def test_describe_rebuilds_the_same_learner() -> None:
     ]:
         kw = {k: v for k, v in learner.describe().items() if k != "name"}
         rebuilt = cls(**kw)
-        a = learner.fit_predict(x_tr, y_tr, x_te, generator=_gen(0))
-        b = rebuilt.fit_predict(x_tr, y_tr, x_te, generator=_gen(0))
+        a = learner.fit_predict(x_tr, y_tr, x_te, generator=gen(0))
+        b = rebuilt.fit_predict(x_tr, y_tr, x_te, generator=gen(0))
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_bad_inputs_raise_learnscope_errors() -> None:
-    x_tr, y_tr, x_te, _ = _task(0)
+def test_descriptions_of_circuit_objects_rules_modules_and_custom_functions(gen) -> None:
+    """Arguments that are objects are described by their own describe() (a circuit, a Rule), a module by its repr,
+    a custom function as "custom"; everything else as given. The descriptions are strict JSON."""
+    net = MLP([3, 4, 1], activation="tanh")
+    learner = TrainedLearner(net, rule=make_rule("fa"), steps=2, lr=0.1)
+    spec = learner.describe()
+    assert spec["circuit"] == net.describe() and spec["rule"] == make_rule("fa").describe()
+    x_tr, y_tr, x_te, _ = _task(gen, 9)
+    rebuilt = TrainedLearner(**{k: v for k, v in spec.items() if k != "name"})
+    torch.testing.assert_close(rebuilt.fit_predict(x_tr, y_tr, x_te, generator=gen(1)),
+                               learner.fit_predict(x_tr, y_tr, x_te, generator=gen(1)), rtol=0, atol=0)
+    assert TrainedLearner(net, init=net.init_params).describe()["init"] == "custom"
+    assert TrainedLearner().describe()["rule"] == "sgd" == TrainedLearner(rule="backprop").describe()["rule"]
+    module = _Tiny()
+    plain = Trained(module, steps=3, batch_size=2).describe()
+    assert plain["module"] == repr(module) and plain["init"] == "default" and plain["steps"] == 3
+    assert plain["batch_size"] == 2 and plain["name"] == "trained_module"
+    assert Trained(module, init=lambda name, shape, g, dtype: torch.zeros(shape)).describe()["init"] == "custom"
+    for d in (spec, plain):
+        assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert repr(learner).startswith("TrainedLearner(circuit=MLP([3, 4, 1], activation='tanh'), rule=Rule(")
+
+
+def test_bad_inputs_raise_learnscope_errors(gen) -> None:
+    x_tr, y_tr, x_te, _ = _task(gen, 0)
     with pytest.raises(ConfigError):
         TrainedLearner().fit_predict(x_tr, y_tr, x_te)  # no generator
     with pytest.raises(ShapeError):
-        TrainedLearner(MLP([4, 3, 1])).fit_predict(x_tr, y_tr, x_te, generator=_gen(0))  # d = 3, not 4
+        TrainedLearner(MLP([4, 3, 1])).fit_predict(x_tr, y_tr, x_te, generator=gen(0))  # d = 3, not 4
     with pytest.raises(ConfigError):
         TrainedLearner(MLP([3, 3, 2]))  # two outputs
     with pytest.raises(UnknownNameError):

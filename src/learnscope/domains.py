@@ -4,6 +4,9 @@ Every domain draws points with an explicit ``torch.Generator``; ``sample(n, gene
 and ``sample_batch(B, n, generator)`` returns ``(B, n, d)`` in one call. ``meta_batch(B, n_train, n_test, generator)``
 gives the points of B meta-learning tasks: independent draws, except on a :class:`SplitDataset` (``mnist01``), whose
 training points come from a fixed pool and test points from a disjoint held-out set.
+
+The low-discrepancy sets of :meth:`Domain.spread_sample` use :func:`learnscope.spherical.fibonacci_sphere` (S²) and the
+golden angle (the disc's sunflower spiral); both live in :mod:`learnscope.spherical`.
 """
 
 from __future__ import annotations
@@ -16,25 +19,7 @@ import torch
 
 from learnscope.datasets import mnist5k_digits
 from learnscope.errors import ConfigError, ShapeError, check_parameters, check_positive_int, split_spec
-
-GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
-
-
-def fibonacci_sphere(n: int) -> np.ndarray:
-    """Fibonacci lattice of ``n`` near-equal-area points on S² ⊂ R³: shape ``(n, 3)``.
-
-    .. math:: z_i = 1 - \\frac{2i + 1}{n},\\quad \\phi_i = i\\,\\pi(3 - \\sqrt5),\\quad
-              x_i = (\\sqrt{1 - z_i^2}\\cos\\phi_i, \\sqrt{1 - z_i^2}\\sin\\phi_i, z_i)
-
-    Every point owns (almost exactly) the same area, so the plain mean over the points is an equal-weight
-    quadrature of the uniform measure; smooth functions are integrated with error far below Monte Carlo.
-    """
-    check_positive_int("n", n)
-    i = np.arange(n, dtype=np.float64)
-    z = 1.0 - (2.0 * i + 1.0) / n
-    r = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
-    phi = np.mod(i * GOLDEN_ANGLE, 2.0 * math.pi)
-    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+from learnscope.spherical import GOLDEN_ANGLE, fibonacci_sphere
 
 
 def random_rotation(d: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:

@@ -14,24 +14,21 @@ default, U(−1/√fan_in, 1/√fan_in) for weights and biases, drawn from expli
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from learnscope.circuits.base import default_uniform_init
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
-
-
-def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    return (torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1) * bound
 
 
 def _stacked_init(shapes: list[tuple[tuple[int, ...], int]], generators: Sequence[torch.Generator],
                   dtype: torch.dtype) -> list[torch.Tensor]:
-    """PyTorch's default init U(±1/√fan_in) of each ``(shape, fan_in)``, one draw per seed generator, stacked on a
-    leading seed axis ``(S, *shape)`` and set to require gradients."""
-    per_seed = [[_uniform(s, 1 / math.sqrt(fan), g, dtype) for s, fan in shapes] for g in generators]
+    """PyTorch's default init U(±1/√fan_in) of each ``(shape, fan_in)``, one full draw per seed generator
+    (:func:`~learnscope.circuits.base.default_uniform_init`), stacked on a leading seed axis ``(S, *shape)`` and
+    set to require gradients."""
+    per_seed = [default_uniform_init(shapes, g, None, dtype) for g in generators]
     return [torch.stack(ts).requires_grad_(True) for ts in zip(*per_seed, strict=True)]
 
 

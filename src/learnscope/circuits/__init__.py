@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from learnscope.circuits.base import GROUPS, Circuit, LayerInfo, Records, dual, group_layers, uniform
+from learnscope.circuits.base import (
+    GROUPS,
+    Circuit,
+    LayerInfo,
+    Records,
+    default_uniform_init,
+    dual,
+    group_layers,
+    uniform,
+)
 from learnscope.circuits.conv import ConvNet, from_grouped, to_grouped
 from learnscope.circuits.mlp import ACTIVATIONS, MLP
 
@@ -14,6 +23,7 @@ __all__ = [
     "ConvNet",
     "LayerInfo",
     "Records",
+    "default_uniform_init",
     "dual",
     "from_grouped",
     "group_layers",

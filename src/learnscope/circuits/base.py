@@ -119,8 +119,39 @@ def group_layers(n_layers: int) -> list[str]:
 def uniform(
     shape: Sequence[int], bound: float, generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> Tensor:
-    """Draw ``U(-bound, bound)`` of ``shape`` from ``generator`` (one ``torch.rand`` call)."""
+    """Draw ``U(-bound, bound)`` of ``shape`` from ``generator``: ``(2u − 1)·bound`` with ``u = torch.rand(shape)``.
+
+    The library's one uniform-draw primitive (one ``torch.rand`` call, so the generator advances by exactly
+    ``prod(shape)`` draws); initialisers and feedback matrices all go through it.
+    """
     return (torch.rand(tuple(shape), generator=generator, dtype=dtype) * 2 - 1) * bound
+
+
+def default_uniform_init(
+    shapes: Sequence[tuple[Sequence[int], int]],
+    generator: torch.Generator,
+    ensemble: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> list[Tensor]:
+    """PyTorch's default initialisation of ``nn.Linear`` / ``nn.ConvNd``, from an explicit generator.
+
+    .. math:: W, b \\sim U\\big(-1/\\sqrt{\\mathrm{fan\\_in}},\\ 1/\\sqrt{\\mathrm{fan\\_in}}\\big)
+
+    (``kaiming_uniform_(a=√5)`` for the weight and the bias rule of ``reset_parameters``, in distribution; a
+    fan-in of 0 gives bound 0, as there). The draws are :func:`uniform` calls, one per tensor, in the order of
+    ``shapes``.
+
+    shapes : ``[(shape, fan_in), …]`` in draw order, e.g. ``[((d, h), d), ((h,), d), ((h, 1), h), ((1,), h)]``.
+    ensemble : ``None`` for tensors of exactly ``shape``; ``E`` for ``(E, *shape)`` (E independent draws, all
+        from ``generator``; ``ensemble=1`` gives the values of ``None`` with a leading axis).
+    Returns the list of tensors, in the order of ``shapes``.
+    """
+    if not isinstance(generator, torch.Generator):
+        raise ConfigError("generator must be a torch.Generator (explicit seeding, no global RNG)")
+    lead = () if ensemble is None else (check_positive_int("ensemble", ensemble),)
+    return [
+        uniform((*lead, *shape), 1.0 / math.sqrt(fan) if fan > 0 else 0.0, generator, dtype) for shape, fan in shapes
+    ]
 
 
 def check_member_inputs(params: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], x: Tensor, n_inputs: int,
@@ -297,20 +328,14 @@ class Circuit:
     def init_params(
         self, generator: torch.Generator, ensemble: int | None = None, dtype: torch.dtype = torch.float32
     ) -> list[Tensor]:
-        """PyTorch's default initialisation: ``W, b ~ U(±1/√fan_in)``, drawn in order W1, b1, W2, b2, ….
+        """PyTorch's default initialisation (:func:`default_uniform_init`): ``W, b ~ U(±1/√fan_in)``, drawn in order
+        W1, b1, W2, b2, ….
 
         ensemble : ``None`` for one network, ``E`` for E independent draws (every tensor gets a leading E axis).
         With ``ensemble=1`` the values equal those of ``ensemble=None`` for the same generator state.
         """
-        if not isinstance(generator, torch.Generator):
-            raise ConfigError("generator must be a torch.Generator (explicit seeding, no global RNG)")
-        lead = () if ensemble is None else (check_positive_int("ensemble", ensemble),)
-        params = []
-        for layer in self.layers:
-            bound = 1.0 / math.sqrt(layer.fan_in)
-            params.append(uniform((*lead, *layer.weight_shape), bound, generator, dtype))
-            params.append(uniform((*lead, *layer.bias_shape), bound, generator, dtype))
-        return params
+        shapes = [(s, layer.fan_in) for layer in self.layers for s in (layer.weight_shape, layer.bias_shape)]
+        return default_uniform_init(shapes, generator, ensemble, dtype)
 
     def forward(
         self,
@@ -433,6 +458,12 @@ class Circuit:
 
         Returns ``[g_W1, g_b1, …]`` in the parameters' form. Everything is ordinary torch ops on the inputs, so
         the result carries an autograd graph exactly when they do.
+
+        This recursion exists a second time, on purpose: ``_DenseEngine.grads`` in :mod:`learnscope.learners.trained`
+        is the same pass specialised to an MLP trained by backprop on the MSE (biases kept ``(E, 1, out)``, one
+        ``threshold_backward`` per ReLU), a measured speed path of the bias search's inner loop (3-20-20-1 MLP,
+        100 steps plus the meta-gradient: 148 ms there vs 200 ms through :meth:`Rule.step` and this method).
+        ``tests/test_trained_learners.py`` checks that path against autograd and finite differences; change both.
         """
         P, E, squeeze = self._ensemble_form(params)
         T = self._check_transport(transport, P, squeeze)

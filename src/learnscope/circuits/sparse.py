@@ -41,7 +41,6 @@ the sequential scheme above.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from learnscope.circuits.base import check_member_inputs, uniform
+from learnscope.circuits.base import check_member_inputs, default_uniform_init
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
 
 Sampler = Callable[[torch.Generator, int, int, int, int], Tensor]
@@ -302,10 +301,7 @@ class MushroomBody:
         """Draw ``[V, b1, W2, b2]`` for ``mask (E, d, K)`` (order V, b1, W2, b2; class doc for the distribution)."""
         E = mask.shape[0]
         d, K = self.n_inputs, self.n_hidden
-        V = uniform((E, d, K), 1 / math.sqrt(d), generator, dtype)
-        b1 = uniform((E, K), 1 / math.sqrt(d), generator, dtype)
-        W2 = uniform((E, K, 1), 1 / math.sqrt(K), generator, dtype)
-        b2 = uniform((E, 1), 1 / math.sqrt(K), generator, dtype)
+        V, b1, W2, b2 = default_uniform_init([((d, K), d), ((K,), d), ((K, 1), K), ((1,), K)], generator, E, dtype)
         if self.positive == "softplus":
             a = V.abs().clamp_min(1e-4)
             V = a + torch.log(-torch.expm1(-a))  # softplus⁻¹(a) = log(eᵃ − 1), stable form

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from learnscope.circuits.base import check_member_inputs, uniform
+from learnscope.circuits.base import check_member_inputs, default_uniform_init
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
 
 SURROGATES = ("fast_sigmoid", "sigmoid")
@@ -167,14 +167,11 @@ class SpikingLIF:
     def init_params(
         self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32
     ) -> list[Tensor]:
-        """``[W1, b1, W2, b2]`` with a leading ensemble axis, ``U(±1/√fan_in)``, drawn in that order."""
-        if not isinstance(generator, torch.Generator):
-            raise ConfigError("generator must be a torch.Generator (explicit seeding, no global RNG)")
-        E = check_positive_int("ensemble", ensemble)
+        """``[W1, b1, W2, b2]`` with a leading ensemble axis, ``U(±1/√fan_in)`` (:func:`default_uniform_init`), drawn
+        in that order."""
         fans = [self.d_in, self.d_in, self.n_hidden, self.n_hidden]
-        return [
-            uniform((E, *s), 1 / math.sqrt(f), generator, dtype) for s, f in zip(self.param_shapes, fans, strict=True)
-        ]
+        E = check_positive_int("ensemble", ensemble)  # always an ensemble axis here
+        return default_uniform_init(list(zip(self.param_shapes, fans, strict=True)), generator, E, dtype)
 
     def draw_noise(
         self, generator: torch.Generator, ensemble: int, n_points: int, dtype: torch.dtype = torch.float32

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from learnscope.learners.base import (
     Learner,
+    LearnerBase,
     draw_normal,
     draw_uniform,
     kernel_ridge_predict,
@@ -19,7 +20,6 @@ from learnscope.learners.kernels import (
     KernelRidge,
     arccos,
     arccos_eigenvalues,
-    harmonic_multiplicity,
     rbf,
     relu_nngp,
     relu_ntk,
@@ -39,6 +39,7 @@ __all__ = [
     "Trained",
     "TrainedLearner",
     "Learner",
+    "LearnerBase",
     "RandomFeatureRidge",
     "Ridge",
     "SmallCNNLearner",
@@ -46,7 +47,6 @@ __all__ = [
     "arccos_eigenvalues",
     "draw_normal",
     "draw_uniform",
-    "harmonic_multiplicity",
     "kernel_ridge_predict",
     "make_learner",
     "rbf",

@@ -11,13 +11,19 @@ A *learner* maps a labelled training set to predictions on test inputs, differen
 Every one of the B batch elements is an independent learning problem (its own data and, for random
 learners, its own random draws). The ridge penalty λ is **not** scaled by the number of training points n
 (the authors' convention, bias-spec §1.2): the primal objective is ``‖F w − y‖² + λ‖w‖²``.
+
+Library learners derive from :class:`LearnerBase`: their parameters are their constructor's arguments, so
+``describe()`` and ``repr`` are read off ``__init__``'s signature (scikit-learn's ``get_params`` convention) and
+never restated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from learnscope._validate import check_finite, check_ndim
@@ -28,7 +34,7 @@ GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
 
 @runtime_checkable
 class Learner(Protocol):
-    """Anything with ``fit_predict``; library learners also have ``describe`` (see ``registry``)."""
+    """Anything with ``fit_predict``; library learners also have ``describe`` (:class:`LearnerBase`, ``registry``)."""
 
     def fit_predict(
         self,
@@ -40,6 +46,91 @@ class Learner(Protocol):
     ) -> torch.Tensor:
         """Train on ``(x_train (B, n, d), y_train (B, n))``, predict at ``x_test (B, m, d)`` -> ``(B, m)``."""
         ...
+
+
+def init_parameters(cls: type) -> tuple[list[str], str | None]:
+    """The constructor's named parameters of ``cls`` (in signature order) and the name of its ``**kwargs``, if any.
+
+    As scikit-learn's ``BaseEstimator._get_param_names``: ``self`` and ``*args`` are skipped.
+    """
+    names, var_kw = [], None
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind == p.VAR_POSITIONAL:
+            continue
+        if p.kind == p.VAR_KEYWORD:
+            var_kw = p.name
+        else:
+            names.append(p.name)
+    return names, var_kw
+
+
+def described(value: Any) -> Any:
+    """A constructor argument in plain, JSON- and TOML-able form.
+
+    Tensors and arrays become (nested) lists, tuples become lists and mappings dicts (recursively), an object
+    with a ``describe()`` method (a circuit, a :class:`~learnscope.plasticity.Rule`) becomes its description,
+    any other callable (a user's kernel or init function) the string ``"custom"``; numbers, strings, booleans
+    and None are returned unchanged.
+    """
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {k: described(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [described(v) for v in value]
+    describe = getattr(value, "describe", None)
+    if callable(describe) and not isinstance(value, type):
+        return describe()
+    if callable(value):
+        return "custom"
+    return value
+
+
+class Introspected:
+    """Parameters read off ``__init__``'s signature, never restated (scikit-learn's ``get_params`` convention).
+
+    The convention: ``__init__`` stores each argument, validated and normalised, under the argument's own name;
+    a ``**name`` catch-all is stored as the dict attribute ``name`` and flattened into the parameters. State an
+    object acquires while it is used is an attribute with a trailing underscore (e.g.
+    ``RandomFeatureRidge.fixed_weights_``) and is not a parameter. On that basis :meth:`get_params` is
+    ``{argument: stored value}`` in signature order and ``repr`` is ``ClassName(argument=value, …)``.
+    """
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's named parameters, in signature order (a ``**kwargs`` is not listed)."""
+        return init_parameters(cls)[0]
+
+    def get_params(self) -> dict[str, Any]:
+        """``{parameter: value}`` of this learner: every constructor argument as stored, ``**kwargs`` flattened."""
+        names, var_kw = init_parameters(type(self))
+        params = {k: getattr(self, k) for k in names}
+        if var_kw is not None:
+            params.update(getattr(self, var_kw))
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class LearnerBase(Introspected):
+    """What every library learner shares: :class:`Introspected` parameters and a description built from them.
+
+    :meth:`describe` is ``{"name": self.name, **get_params()}`` in plain form (:func:`described`), so that
+    ``make_learner(learner.describe())`` rebuilds the learner (unless an argument is a custom object, which is
+    described by ``"custom"`` or its repr).
+    """
+
+    name: str = "learner"
+
+    def _describe_param(self, key: str, value: Any) -> Any:
+        """The plain form of parameter ``key`` in :meth:`describe` (a hook for arguments that need their own)."""
+        return described(value)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"name": …, **parameters}`` in plain form; ``make_learner(describe())`` rebuilds this learner."""
+        return {"name": self.name, **{k: self._describe_param(k, v) for k, v in self.get_params().items()}}
 
 
 def validate_fit_inputs(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Exact kernels (RBF, arc-cosine, ReLU NNGP / NTK), their Funk–Hecke spectra, and kernel ridge regression.
+"""Exact kernels (RBF, arc-cosine, ReLU NNGP / NTK), the arc-cosine Funk–Hecke spectra, and kernel ridge regression.
 
 Every kernel is ``k(x1 (B, n, d), x2 (B, m, d)) -> (B, n, m)``, batched over B and differentiable in both
 inputs (also where two inputs coincide: the angle is computed as ``atan2(sin θ, cos θ)`` with a floored
@@ -6,7 +6,8 @@ inputs (also where two inputs coincide: the angle is computed as ``atan2(sin θ,
 kernels set the Gram diagonal's cos θ to exactly 1 (rounding would otherwise leave θ ≈ √ε there).
 
 References: Cho & Saul (2009), "Kernel methods for deep learning" (arc-cosine kernels); Lee et al. (2018)
-(NNGP); Jacot et al. (2018), Arora et al. (2019) (NTK recursion).
+(NNGP); Jacot et al. (2018), Arora et al. (2019) (NTK recursion). The spherical machinery (N(d, l), Legendre
+polynomials of dimension d, the Funk–Hecke quadrature) is :mod:`learnscope.spherical`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
-from learnscope.learners.base import GeneratorLike, check_lam, kernel_ridge_predict, validate_fit_inputs
+from learnscope.learners.base import GeneratorLike, LearnerBase, check_lam, kernel_ridge_predict, validate_fit_inputs
+from learnscope.spherical import funk_hecke_eigenvalues
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -188,7 +190,7 @@ KERNELS: dict[str, tuple[Callable[..., torch.Tensor], dict[str, Any]]] = {
 }
 
 
-class KernelRidge:
+class KernelRidge(LearnerBase):
     """Exact kernel ridge regression, batched over B problems; deterministic.
 
     .. math:: \\hat y(x) = k(x, X)\\,(K + \\lambda I_n)^{-1} y, \\qquad K = k(X, X)
@@ -202,7 +204,8 @@ class KernelRidge:
         ``k(x1 (B, n, d), x2 (B, m, d)) -> (B, n, m)`` returning a symmetric PSD Gram matrix.
     lam : ridge penalty λ > 0.
     **kernel_params : parameters of a named kernel ("rbf": lengthscale; "nngp"/"ntk": depth, sigma_w2,
-        sigma_b2); not allowed with a callable kernel.
+        sigma_b2); not allowed with a callable kernel. Stored with the kernel's defaults filled in, and listed
+        flat in ``describe()`` (a callable kernel is described as ``"custom"``).
     """
 
     name = "kernel_ridge"
@@ -250,63 +253,28 @@ class KernelRidge:
         validate_fit_inputs(x_train, y_train, x_test)
         return kernel_ridge_predict(self._fn(x_train, x_train), y_train, self._fn(x_test, x_train), self.lam)
 
-    def describe(self) -> dict[str, Any]:
-        """Constructor arguments plus ``"name"``; ``make_learner(describe())`` rebuilds this learner."""
-        return {"name": self.name, "kernel": self.kernel, "lam": self.lam, **self.kernel_params}
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self.kernel_params.items())
-        return f"KernelRidge(kernel={self.kernel!r}, lam={self.lam}{extra})"
-
 
 def arccos_eigenvalues(order: int, d: int, max_degree: int, nodes: int = 400) -> np.ndarray:
     """Funk–Hecke eigenvalues λ_0..λ_L of the arc-cosine kernel on the unit sphere S^{d−1}.
 
-    With σ the uniform *probability* measure on S^{d−1}, the kernel k(x·x') acts on degree-l spherical
-    harmonics Y_l as ∫ k(x·x') Y_l(x') dσ(x') = λ_l Y_l(x), with
+    :func:`learnscope.spherical.funk_hecke_eigenvalues` of the angular profiles of :func:`arccos` at unit inputs,
 
-    .. math::
+    .. math:: k_0(\\theta) = \\frac{\\pi - \\theta}{2\\pi}, \\qquad
+              k_1(\\theta) = \\frac{\\sin\\theta + (\\pi - \\theta)\\cos\\theta}{2\\pi},
 
-        \\lambda_l = \\frac{\\int_0^\\pi k(\\cos\\theta)\\,P_l(\\cos\\theta)\\,\\sin^{d-2}\\theta\\,d\\theta}
-                          {\\int_0^\\pi \\sin^{d-2}\\theta\\,d\\theta},
-        \\qquad P_l(t) = \\frac{C_l^{(d-2)/2}(t)}{C_l^{(d-2)/2}(1)}
-
-    (P_l the Legendre polynomial of dimension d; Chebyshev T_l for d = 2). Degree l has multiplicity
-    N(d, l) and k(t) = Σ_l N(d, l) λ_l P_l(t). The integral is taken over the angle θ by Gauss–Legendre
-    quadrature: the arc-cosine kernels are analytic in θ (not in t = cos θ), so this converges
-    exponentially. (Gauss–Gegenbauer in t would converge only algebraically because of the √(1 − t²).)
+    so ∫ k(x·x') Y_l(x') dσ(x') = λ_l Y_l(x) for degree-l harmonics Y_l (σ the uniform probability measure) and
+    k(t) = Σ_l N(d, l) λ_l P_l(t). Both profiles are analytic in θ, so the Gauss–Legendre quadrature over θ
+    converges exponentially.
 
     order : 0 or 1; d : input dimension ≥ 2; max_degree : L ≥ 0. Returns a float64 array of shape (L + 1,).
 
     Example: order 1 on S² (d = 3): λ ≈ 0.1875, 0.0833, 0.0117, 0, 3.3e-4, 0, 4.6e-5 (bias-spec §1.6).
     """
-    from scipy.special import eval_jacobi, roots_legendre
-
     order = _check_order(order)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
-        raise ConfigError(f"d must be an integer >= 2 (the sphere S^(d-1) in R^d), got {d!r}")
-    if isinstance(max_degree, bool) or not isinstance(max_degree, int) or max_degree < 0:
-        raise ConfigError(f"max_degree must be an integer >= 0, got {max_degree!r}")
-    nodes = check_positive_int("nodes", nodes)
-    u, w = roots_legendre(nodes)
-    theta = (u + 1.0) * (math.pi / 2.0)
-    weight = w * np.sin(theta) ** (d - 2)
-    t = np.cos(theta)
-    k = (
-        (math.pi - theta) / (2 * math.pi)
-        if order == 0
-        else (np.sin(theta) + (math.pi - theta) * t) / (2 * math.pi)
-    )
-    a = (d - 3) / 2.0  # Jacobi P^{(a,a)} ∝ Gegenbauer C^{(d-2)/2} (∝ Chebyshev T for d = 2)
-    lam = np.empty(max_degree + 1)
-    for ell in range(max_degree + 1):
-        p = eval_jacobi(ell, a, a, t) / eval_jacobi(ell, a, a, 1.0)
-        lam[ell] = np.sum(weight * k * p) / np.sum(weight)
-    return lam
 
+    def profile(theta: np.ndarray) -> np.ndarray:
+        if order == 0:
+            return (math.pi - theta) / (2 * math.pi)
+        return (np.sin(theta) + (math.pi - theta) * np.cos(theta)) / (2 * math.pi)
 
-def harmonic_multiplicity(d: int, degree: int) -> int:
-    """N(d, l): dimension of the space of degree-l spherical harmonics on S^{d−1}."""
-    if degree == 0:
-        return 1
-    return math.comb(degree + d - 1, d - 1) - math.comb(degree + d - 3, d - 1)
+    return funk_hecke_eigenvalues(profile, d, max_degree, nodes)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 from learnscope.errors import ConfigError, check_positive_int
-from learnscope.learners.base import GeneratorLike, check_lam, draw_normal, ridge_predict, validate_fit_inputs
+from learnscope.learners.base import (
+    GeneratorLike,
+    LearnerBase,
+    check_lam,
+    draw_normal,
+    ridge_predict,
+    validate_fit_inputs,
+)
 
 
 def _check_variances(variances: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -28,7 +34,7 @@ def _check_variances(variances: Sequence[float] | None) -> tuple[float, ...] | N
     return tuple(float(v) for v in vals)
 
 
-class RandomFeatureRidge:
+class RandomFeatureRidge(LearnerBase):
     """Ridge regression on K random ReLU features, one independent feature draw per batch element.
 
     .. math::
@@ -51,6 +57,12 @@ class RandomFeatureRidge:
         for a run (paper Fig 2); call :meth:`reset` to draw a new one or to change B or d.
     normalise : divide F by √K.
 
+    Attributes
+    ----------
+    fixed_weights_ : the J ``(B, d, K)`` drawn at the first call with ``resample=False`` (None before it, after
+        :meth:`reset`, and always when resampling). State acquired by use, not a parameter: ``describe()`` and
+        ``make_learner(describe())`` leave it out, so a rebuilt learner draws its own.
+
     The draws go through :func:`~learnscope.learners.base.draw_normal`: with a list of G generators,
     generator g draws the features of batch block g.
     """
@@ -71,16 +83,11 @@ class RandomFeatureRidge:
         self.variances = _check_variances(variances)
         self.resample = bool(resample)
         self.normalise = bool(normalise)
-        self._fixed: torch.Tensor | None = None
+        self.fixed_weights_: torch.Tensor | None = None
 
     def reset(self) -> None:
-        """Forget the fixed feature matrix (``resample=False``); the next call draws a new one."""
-        self._fixed = None
-
-    @property
-    def fixed_weights(self) -> torch.Tensor | None:
-        """The stored J of shape (B, d, K) in fixed mode (None before the first call or when resampling)."""
-        return self._fixed
+        """Forget the fixed feature weights ``fixed_weights_`` (``resample=False``); the next call draws new ones."""
+        self.fixed_weights_ = None
 
     def draw_weights(
         self,
@@ -103,14 +110,14 @@ class RandomFeatureRidge:
         B, _, d = x.shape
         if self.resample:
             return self.draw_weights(generator, B, d, x.dtype, x.device)
-        if self._fixed is None:
-            self._fixed = self.draw_weights(generator, B, d, x.dtype, x.device)
-        elif self._fixed.shape[:2] != (B, d):
+        if self.fixed_weights_ is None:
+            self.fixed_weights_ = self.draw_weights(generator, B, d, x.dtype, x.device)
+        elif self.fixed_weights_.shape[:2] != (B, d):
             raise ConfigError(
-                f"fixed features were drawn for B={self._fixed.shape[0]}, d={self._fixed.shape[1]} "
+                f"fixed features were drawn for B={self.fixed_weights_.shape[0]}, d={self.fixed_weights_.shape[1]} "
                 f"but this call has B={B}, d={d}; call reset() on the learner first"
             )
-        return self._fixed.to(dtype=x.dtype, device=x.device)
+        return self.fixed_weights_.to(dtype=x.dtype, device=x.device)
 
     def features_of(self, x: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
         """F = ReLU(x J) [/√K] for x (B, n, d) and J (B, d, K) -> (B, n, K)."""
@@ -133,21 +140,3 @@ class RandomFeatureRidge:
         validate_fit_inputs(x_train, y_train, x_test)
         J = self._weights(generator, x_train)
         return ridge_predict(self.features_of(x_train, J), y_train, self.features_of(x_test, J), self.lam)
-
-    def describe(self) -> dict[str, Any]:
-        """Constructor arguments plus ``"name"``; ``make_learner(describe())`` rebuilds this learner
-        (in fixed mode without the drawn J)."""
-        return {
-            "name": self.name,
-            "features": self.features,
-            "lam": self.lam,
-            "variances": None if self.variances is None else list(self.variances),
-            "resample": self.resample,
-            "normalise": self.normalise,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"RandomFeatureRidge(features={self.features}, lam={self.lam}, variances={self.variances}, "
-            f"resample={self.resample}, normalise={self.normalise})"
-        )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from learnscope.errors import ConfigError, check_parameters, split_spec
+from learnscope.learners.base import init_parameters
 from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
@@ -24,15 +24,6 @@ LEARNERS: dict[str, type] = {
 }
 
 
-def _named_params(cls: type) -> list[str]:
-    sig = inspect.signature(cls.__init__)
-    return [
-        p.name
-        for p in sig.parameters.values()
-        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-
-
 def make_learner(spec: str | Mapping[str, Any] | object) -> Any:
     """Build a learner.
 
@@ -48,8 +39,9 @@ def make_learner(spec: str | Mapping[str, Any] | object) -> Any:
     if isinstance(spec, (str, Mapping)):
         name, kwargs = split_spec(dict(spec) if isinstance(spec, Mapping) else spec, "learner", LEARNERS)
         cls = LEARNERS[name]
-        if cls is not KernelRidge:  # KernelRidge checks its own **kernel_params against the kernel
-            check_parameters(kwargs, _named_params(cls), f"argument of learner {name!r}")
+        names, var_kw = init_parameters(cls)
+        if var_kw is None:  # a learner with **kwargs (KernelRidge) checks them itself, against its kernel
+            check_parameters(kwargs, names, f"argument of learner {name!r}")
         return cls(**kwargs)
     if callable(getattr(spec, "fit_predict", None)):
         return spec

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from learnscope.learners.base import GeneratorLike, check_lam, ridge_predict, validate_fit_inputs
+from learnscope.learners.base import GeneratorLike, LearnerBase, check_lam, ridge_predict, validate_fit_inputs
 
 
-class Ridge:
+class Ridge(LearnerBase):
     """Linear ridge regression, batched over B independent problems; deterministic.
 
     .. math::
@@ -56,10 +54,3 @@ class Ridge:
         y_mean = y_train.mean(dim=1, keepdim=True)
         pred = ridge_predict(x_train - x_mean, y_train - y_mean, x_test - x_mean, self.lam)
         return pred + y_mean
-
-    def describe(self) -> dict[str, Any]:
-        """Constructor arguments plus ``"name"``; ``make_learner(describe())`` rebuilds this learner."""
-        return {"name": self.name, "lam": self.lam, "bias": self.bias}
-
-    def __repr__(self) -> str:
-        return f"Ridge(lam={self.lam}, bias={self.bias})"

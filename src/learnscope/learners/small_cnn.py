@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from learnscope.circuits.base import default_uniform_init
 from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.learners.base import Introspected, described
 from learnscope.learners.trained import TrainedLearner
 
 
-class ConvPool:
+class ConvPool(Introspected):
     """``Conv(C→c, k×k, same padding) → ReLU → MaxPool2 → Linear(c·⌊H/2⌋·⌊W/2⌋ → 1)`` for E members at once.
 
     Parameters ``[W1 (E, c, C, k, k), b1 (E, c), W2 (E, c·H'·W', 1), b2 (E, 1)]`` with the flatten in torch's
@@ -51,13 +53,12 @@ class ConvPool:
     def init_params(
         self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32
     ) -> list[Tensor]:
+        """``[W1, b1, W2, b2]`` of ``ensemble`` members, PyTorch's default ``U(±1/√fan_in)``
+        (:func:`~learnscope.circuits.base.default_uniform_init`), drawn in that order."""
         C, _, _ = self.in_shape
         c, k = self.channels, self.kernel
         shapes = [((c, C, k, k), C * k * k), ((c,), C * k * k), ((self.n_flat, 1), self.n_flat), ((1,), self.n_flat)]
-        return [
-            (torch.rand((ensemble, *s), generator=generator, dtype=dtype) * 2 - 1) / math.sqrt(fan)
-            for s, fan in shapes
-        ]
+        return default_uniform_init(shapes, generator, check_positive_int("ensemble", ensemble), dtype)
 
     def forward(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
         W1, b1, W2, b2 = params
@@ -73,10 +74,8 @@ class ConvPool:
         return torch.baddbmm(b2.unsqueeze(1), h.relu().reshape(E, N, self.n_flat), W2)
 
     def describe(self) -> dict[str, Any]:
-        return {"in_shape": list(self.in_shape), "channels": self.channels, "kernel": self.kernel}
-
-    def __repr__(self) -> str:
-        return f"ConvPool(in_shape={self.in_shape}, channels={self.channels}, kernel={self.kernel})"
+        """The constructor arguments in plain form (no ``"name"``: ConvPool is not a named circuit)."""
+        return {k: described(v) for k, v in self.get_params().items()}
 
 
 class SmallCNNLearner(TrainedLearner):
@@ -98,7 +97,9 @@ class SmallCNNLearner(TrainedLearner):
         lr: float = 0.0025,
         batch_size: int | None = 20,
     ):
-        self._args = {"in_shape": None if in_shape is None else list(in_shape), "channels": channels, "kernel": kernel}
+        self.in_shape = None if in_shape is None else list(in_shape)
+        self.channels = channels
+        self.kernel = kernel
         circuit = ConvPool(in_shape, channels, kernel) if in_shape is not None else None
         if circuit is None:
             ConvPool((1, 28, 28), channels, kernel)  # validate channels / kernel now
@@ -106,18 +107,12 @@ class SmallCNNLearner(TrainedLearner):
 
     def circuit_for(self, d: int) -> ConvPool:
         if d not in self._circuits:
-            if self._args["in_shape"] is not None:
-                have = math.prod(self._args["in_shape"])
-                raise ShapeError(f"the learner takes images of shape {self._args['in_shape']} (d={have}), got d={d}")
+            if self.in_shape is not None:
+                have = math.prod(self.in_shape)
+                raise ShapeError(f"the learner takes images of shape {self.in_shape} (d={have}), got d={d}")
             side = math.isqrt(d)
             if side * side != d:
                 raise ShapeError(f"cannot read d={d} as a square single-channel image; give the learner in_shape")
-            self._circuits[d] = ConvPool((1, side, side), self._args["channels"], self._args["kernel"])
+            self._circuits[d] = ConvPool((1, side, side), self.channels, self.kernel)
         return self._circuits[d]
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self._args, "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size}
-
-    def __repr__(self) -> str:
-        return f"SmallCNNLearner({', '.join(f'{k}={v!r}' for k, v in self.describe().items() if k != 'name')})"
 
