@@ -45,7 +45,14 @@ class UnknownNameError(ConfigError, KeyError):
 
 
 class StoreError(LearnscopeError):
-    """A results store or run directory cannot be used (missing, incompatible schema, unwritable)."""
+    """A results store or run directory cannot be used (missing, incompatible schema, corrupt)."""
+
+
+class EnvironmentFailure(LearnscopeError):
+    """The environment, not the input, stops the command: a location cannot be written (permissions, a
+    read-only filesystem). The CLI exits with status 1 for it, as for any OSError, instead of 2."""
+
+    exit_code = 1
 
 
 def nearest_name(name: str, valid: Iterable[str]) -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from learnscope.errors import StoreError
+from learnscope.errors import EnvironmentFailure, StoreError
 
 MARKER = ".learnscope-run"
 """Name of the JSON file that marks a directory as written by learnscope: ``{"kind": ..., "version": 1}``."""
@@ -155,7 +155,8 @@ def check_output_dir(out: Path, force: bool) -> None:
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK):
-        raise StoreError(f"cannot write to {shown(probe)} (needed for --out {shown(out)})")
+        raise EnvironmentFailure(f"cannot write to {shown(probe)} (needed for --out {shown(out)}); check the "
+                                 "permissions, or choose another --out")
 
 
 def staging_path(out: Path) -> Path:

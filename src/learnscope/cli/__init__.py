@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from learnscope.cli._common import friendly_errors
+from learnscope.cli._common import exit_on_warnings, friendly_errors
 from learnscope.cli.bias import app as bias_app
-from learnscope.cli.bias import run_config
 from learnscope.cli.identify import app as identify_app
 
 app = typer.Typer(
@@ -25,11 +24,15 @@ app.add_typer(identify_app, name="identify")
 @app.command()
 @friendly_errors
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory to write."),
-    force: bool = typer.Option(True, help="Replace an existing run directory."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Demo directory (an earlier demo there is replaced)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Worker processes for the simulation."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """The quick-start demo: Fig 2 of Dorrell et al. (kernel learner on S²), with its HTML report (< 1 min)."""
-    run_config("fig2_kernel_sphere", out, seed=None, overrides=[], force=force, progress=True)
+    """The quick-start demo, both questions: Fig 2 of Dorrell et al. (what a kernel learner on S² finds easy) and a
+    small rule-identification grid, simulated and classified (which rule trained each network). 1–2 min."""
+    from learnscope.cli.demo import run_demo
+
+    exit_on_warnings(run_demo(out, jobs=jobs, progress=progress))
 
 
 def main() -> None:  # pragma: no cover - console entry point

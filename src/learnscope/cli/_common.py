@@ -54,7 +54,7 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except LearnscopeError as err:
-            fail(str(err))
+            fail(str(err), getattr(err, "exit_code", EXIT_BAD_INPUT))
         except OSError as err:
             fail(environment_error(err), EXIT_ENVIRONMENT)
         except KeyboardInterrupt as err:
@@ -70,23 +70,24 @@ def staged_output(out: Path, force: bool, resumable: str | None = None) -> Itera
     """Yield a staging directory that becomes ``out`` only when the block succeeds.
 
     ``out`` is checked first (:func:`learnscope.fileio.check_output_dir`: ``--force`` replaces only a learnscope
-    run). On failure the staging directory is removed unless it holds files matching ``resumable`` (checkpoints),
-    which are kept so the same command resumes; on Ctrl-C it is always kept.
+    run). On failure or Ctrl-C the staging directory is removed unless it holds files matching ``resumable``
+    (checkpoints), which are kept so that the same command resumes.
     """
     check_output_dir(out, force)
     stage = staging_path(out)
     stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
-    except KeyboardInterrupt as err:
-        typer.echo(f"interrupted; checkpoints kept in {shown(stage)} — rerun the same command to resume", err=True)
-        err.reported = True  # friendly_errors prints nothing more
-        raise
-    except BaseException:
-        if resumable is not None and any(stage.glob(resumable)):
-            typer.echo(f"note: checkpoints kept in {shown(stage)} — rerun the same command to resume", err=True)
-        else:
+    except BaseException as err:
+        kept = resumable is not None and any(stage.glob(resumable))
+        if not kept:
             shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt):
+            note = f"; checkpoints kept in {shown(stage)} — rerun the same command to resume" if kept else ""
+            typer.echo(f"interrupted{note}", err=True)
+            err.reported = True  # friendly_errors prints nothing more
+        elif kept:
+            typer.echo(f"note: checkpoints kept in {shown(stage)} — rerun the same command to resume", err=True)
         raise
     check_output_dir(out, force)
     replace_directory(stage, out)

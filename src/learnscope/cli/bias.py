@@ -40,7 +40,7 @@ def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
     with staged_output(out, force, resumable="function_*.npz") as stage:
         result = write_bias_run(cfg, stage, progress, components)
     report = out / "report.html"
-    _print_summary(result.metrics, report)
+    print_summary(result.metrics, report)
     exit_on_warnings(result.metrics.get("verdict", {}).get("warnings", []))
     return report
 
@@ -53,7 +53,7 @@ def _dominant_degrees(per_seed: list[dict]) -> str:
     return f"dominant degree {'/'.join(map(str, degrees))} (energy {lo:.3f}–{hi:.3f})"
 
 
-def _print_summary(metrics: dict, report: Path) -> None:
+def print_summary(metrics: dict, report: Path) -> None:
     for fn in metrics["functions"]:
         s = fn["summary"]
         if "agreement" in s:
