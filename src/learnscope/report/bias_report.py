@@ -1,7 +1,14 @@
-"""The figures and ``report.html`` of a ``learnscope bias run`` directory."""
+"""The figures and ``report.html`` of a ``learnscope bias run`` directory.
+
+The page starts with the run's verdict (``metrics["verdict"]``: a red box with the warnings when the result failed
+its checks against simple baselines, a one-line note when it passed), then the headline numbers, the meta-training
+losses and the found functions: on their domain's map where one exists (S², the disc, the circle), else by their
+dependence on each input x₀, x₁, … (linear-fit weight per input, and f against each input; Fig 7 on S⁴).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +19,15 @@ from learnscope.domains import Circle, Disc, Sphere, SplitDataset
 from learnscope.fileio import atomic_write
 from learnscope.report import figures
 from learnscope.report import html as H
+from learnscope.report.figures import input_name
+
+_DISTANCE_NAMES = {"w2": "W₂ distance", "sinkhorn": "Sinkhorn div.", "geomloss_sinkhorn": "Sinkhorn div.",
+                   "energy": "energy distance"}
+_STATUS_HEADLINES = {
+    "diverged": "Warning: this search diverged. The functions and numbers below are not an easiest function.",
+    "collapsed": "Warning: the labels collapsed away from the target distribution. The functions and numbers below "
+    "are not an easiest function.",
+}
 
 
 def _learner_label(spec: dict) -> str:
@@ -20,6 +36,80 @@ def _learner_label(spec: dict) -> str:
     if isinstance(rule, dict):
         rule = rule.get("name")
     return f"{spec['name']}, rule {rule}" if isinstance(rule, str) else str(spec["name"])
+
+
+def _fmt(v: object) -> str:
+    """A value of a verdict check, briefly (floats to 4 significant digits, dicts as ``key value`` pairs)."""
+    if isinstance(v, bool) or v is None:
+        return {True: "yes", False: "no", None: "–"}[v]
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:.4g}"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{str(k).replace('_', ' ')} {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+_CHECK_COLUMNS = {
+    "status": "status",
+    "label_std": "label std",
+    "target_std": "target std",
+    "w2_to_target": "W₂ to the target",
+    "w2_zero_labels": "W₂ of all-zero labels",
+    "roughness": "nearest-neighbour roughness",
+    "gen_mse": "few-shot MSE",
+    "gen_sem": "s.e.m.",
+    "mse_predict_mean": "MSE of predicting the mean",
+    "diverged_at_step": "diverged at step",
+}
+"""Columns of the checks table (the numbers of :func:`learnscope.bias.analysis.check_labelling`), in order."""
+
+
+def _checks_details(verdict: Mapping) -> str:
+    """The numbers behind the verdict: a row per function and seed (``checks[f"f{k}"][seed]``), or a row per check
+    for a flat ``checks``; then the thresholds."""
+    checks = verdict.get("checks")
+    parts = []
+    if isinstance(checks, Mapping) and checks:
+        nested = all(isinstance(c, Mapping) and all(isinstance(x, Mapping) for x in c.values())
+                     for c in checks.values())
+        if nested:
+            rows = [(fn, seed, nums) for fn, per in checks.items() for seed, nums in per.items()]
+            keys = [k for k in _CHECK_COLUMNS if any(k in nums for *_, nums in rows)]
+            keys += sorted({k for *_, nums in rows for k in nums} - set(keys) - {"diverged_what", "label_mean",
+                                                                               "target_mean"})
+            parts.append(H.table(["function", "seed", *(_CHECK_COLUMNS.get(k, k.replace("_", " ")) for k in keys)],
+                                 [[fn, seed, *(_fmt(nums.get(k)) for k in keys)] for fn, seed, nums in rows]))
+        else:
+            parts.append(H.table(["check", "values"], [[str(k).replace("_", " "), _fmt(v)] for k, v in checks.items()]))
+    thresholds = verdict.get("thresholds")
+    if isinstance(thresholds, Mapping) and thresholds:
+        parts.append(H.muted("Thresholds: " + _fmt(thresholds) + "."))
+    return "".join(parts)
+
+
+def _verdict_block(verdict: object) -> list[str]:
+    """The top of the page: a red box unless ``verdict["status"] == "ok"``; for "ok", an amber box if there are
+    warnings, else a one-line note. Each with the numbers behind it, collapsed.
+
+    ``verdict`` is ``metrics["verdict"]`` (``{"status": "ok" | "diverged" | "collapsed", "warnings": [str],
+    "checks": {...}}``); runs written before the checks existed have none, and say so in one muted line.
+    """
+    if not isinstance(verdict, Mapping) or "status" not in verdict:
+        return [H.muted("This run has no result checks (metrics.json has no verdict; written by an older version "
+                        "of learnscope).")]
+    status = str(verdict["status"])
+    details = _checks_details(verdict)
+    warnings = [str(w) for w in verdict.get("warnings") or []]
+    if status == "ok" and not warnings:
+        return [H.ok_note("Result checks passed: the result beats the simple baselines it was checked "
+                          "against (see details).", details)]
+    if status == "ok":
+        return [H.warning_box("The result passed its checks, with warnings:", warnings, details, level="caution")]
+    headline = _STATUS_HEADLINES.get(status, f"Warning: this result failed its checks ({status}).")
+    return [H.warning_box(headline, warnings or [f"verdict: {status}"], details)]
+
 
 def _split_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
     """Headline table on a split dataset (MNIST 0/1): agreement with the true class instead of linear fits."""
@@ -71,7 +161,8 @@ def _split_sections(result: ExperimentResult, out: Path) -> list[str]:
                 arrays["eval_points"][shown], values[:, shown], out / f"f{k + 1}_images.png",
                 [f"seed {s}" for s in seeds], image_shape=shape[1:],
             )
-            parts.append(H.figure(png, f"f{k + 1}: the first 12 held-out images and their meta-learned labels"))
+            parts.append(H.figure(png, f"f{k + 1}: the first 12 held-out images and their meta-learned labels "
+                                       "(one row per seed)"))
         if "eval_labels" in arrays:
             png = figures.class_histograms(
                 values[:, test], arrays["eval_labels"][test], [f"f{k + 1}, seed {s}" for s in seeds],
@@ -81,12 +172,24 @@ def _split_sections(result: ExperimentResult, out: Path) -> list[str]:
     return parts
 
 
+def _largest_input(weights: Sequence[float]) -> str:
+    """``x₀ (+0.810)``: the input with the largest |linear weight|, and that weight ("–" if any is not finite)."""
+    w = np.asarray(weights, dtype=float)
+    if w.size == 0 or not np.isfinite(w).all():
+        return "–"
+    i = int(np.argmax(np.abs(w)))
+    return f"{input_name(i)} ({weights[i]:+.3f})"
+
+
 def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
     domain = result.components.domain
     if isinstance(domain, SplitDataset):
         return _split_rows(result)
     contrast = result.config.kind == "contrast"
+    by_input = not figures.has_map(domain)
     header = ["function", "seed", "label std", "affine R²", "no-bias R²"]
+    if by_input:
+        header += ["largest |linear weight|"]
     if isinstance(domain, Sphere):
         header += ["deg-0 energy", "deg-1 energy", "deg-2 energy"]
     header += ["gen. MSE", "gen. MSE / E f²"]
@@ -98,6 +201,8 @@ def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
     for fn in result.metrics["functions"]:
         for m in fn["per_seed"]:
             row = [f"f{fn['index']}", m["seed"], m["label_std"], m["affine_r2"], m["linear_r2_no_bias"]]
+            if by_input:
+                row.append(_largest_input(m.get("linear_weights") or []))
             if isinstance(domain, Sphere):
                 row += m["degree_energy"][:3]
             row += [m["gen_mse"], m["gen_relative"]]
@@ -106,6 +211,26 @@ def _headline_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
             row += [m["compare"][label] for label in compared]
             rows.append(row)
     return header, rows
+
+
+def _columns_note(result: ExperimentResult) -> str:
+    """What the columns of the headline table mean."""
+    an = result.config.analysis
+    if isinstance(result.components.domain, SplitDataset):
+        return (f"gen. MSE: few-shot error of the learner on the found labelling, mean of {an.gen_draws} draws; "
+                "gen. MSE / E f²: the same relative to the mean square of the labels.")
+    parts = [f"Measured on {an.n_eval} evaluation points. label std: standard deviation of f",
+             "affine R² / no-bias R²: R² of the least-squares fit f ≈ w·x + b / f ≈ w·x"]
+    if not figures.has_map(result.components.domain):
+        parts.append("largest |linear weight|: the input whose weight w_i in the affine fit is largest in magnitude")
+    if isinstance(result.components.domain, Sphere):
+        parts.append("deg-l energy: fraction of ‖f‖² in spherical harmonics of degree l")
+    parts.append(f"gen. MSE: few-shot error of the learner on f (mean of {an.gen_draws} draws of fresh training and "
+                 "test points); gen. MSE / E f²: the same relative to the mean square of f (1 = no better than "
+                 "predicting 0)")
+    if result.config.kind == "contrast":
+        parts.append("gen. MSE (B): the same for learner B; ratio B/A: how much harder f is for B than for A")
+    return "; ".join(parts) + "."
 
 
 def _series_note(result: ExperimentResult) -> str | None:
@@ -131,16 +256,112 @@ def _series_note(result: ExperimentResult) -> str | None:
     )
 
 
+def _numbers(values: Sequence[float]) -> str:
+    return ", ".join(f"{float(v):.3f}" for v in values)
+
+
+def _input_dependence_notes(metrics: dict) -> list[str]:
+    """The over-connected headline numbers of ``functions[k]["input_dependence"]``, one paragraph per function."""
+    parts = []
+    for fn in metrics["functions"]:
+        dep = fn.get("input_dependence")
+        i = dep.get("overconnected_input") if isinstance(dep, Mapping) else None
+        if not isinstance(i, (int, np.integer)):  # no over-connected input (e.g. random wiring): nothing to claim
+            continue
+        name = input_name(int(i))
+        text = [f"f{fn['index']}, over-connected input {name}:"]
+        share = dep.get("share")
+        if share:
+            text.append(f"share of the linear-fit weight norm on {name}, per seed: {_numbers(share)} "
+                        f"(median {float(np.median(share)):.3f}).")
+        paired = dep.get("paired")
+        if isinstance(paired, Mapping) and "mean_difference" in paired:
+            what = paired.get("description") or paired.get("quantity")
+            text.append(
+                "Over-connected vs random-connectivity learner, paired over seeds"
+                + (f" ({what})" if what else "")
+                + f": mean difference {float(paired['mean_difference']):+.3f} ± {float(paired.get('sem', np.nan)):.3f}"
+                f" (s.e.m., n = {paired.get('n', '?')})."
+            )
+        parts.append(H.paragraph(" ".join(text), note=True))
+        rows = paired.get("per_seed") if isinstance(paired, Mapping) else None
+        if rows and all(isinstance(r, Mapping) for r in rows):
+            parts.append(H.table(
+                ["seed", "few-shot MSE, over-connected", "few-shot MSE, random wiring", "difference (random − over)",
+                 "s.e.m.", "tasks"],
+                [[r.get("seed"), r.get("mse_overconnected"), r.get("mse_random"), r.get("mean_difference"),
+                  r.get("sem"), r.get("n")] for r in rows]))
+    return parts
+
+
+def _loss_titles(result: ExperimentResult) -> dict[str, str]:
+    s = result.config.search
+    contrast = result.config.kind == "contrast"
+    distance = (
+        "minus the std of the labels (L_d)"
+        if s.distance == "neg_std"
+        else f"{_DISTANCE_NAMES.get(s.distance, s.distance)} to the target (L_d)"
+    )
+    return {
+        "generalisation": "test error of learner A (L_g)" if contrast else "test error of the learner (L_g)",
+        "distribution": distance,
+        "generalisation_b": "test error of learner B",
+    }
+
+
+def _function_sections(result: ExperimentResult, out: Path) -> list[str]:
+    """The found functions on the domain's map, or (no map, e.g. S⁴) their dependence on each input."""
+    domain, seeds, funcs, metrics = result.components.domain, result.config.seeds, result.functions, result.metrics
+    if figures.has_map(domain):
+        panels = [(f"f{k + 1}, seed {s}", r.function.for_seed(i)) for k, r in enumerate(funcs)
+                  for i, s in enumerate(seeds)]
+        per_row = 4 if isinstance(domain, Sphere) else 6  # most seeds in one row that keep a map readable
+        by_seed = len(seeds) <= per_row or (len(funcs) > 1 and len(seeds) <= 6)  # a row per function
+        png = figures.function_panels(domain, panels, out / "functions.png",
+                                      columns=len(seeds) if by_seed else None)
+        where = {
+            Sphere: "on a longitude/latitude map of the sphere S²",
+            Disc: "on the unit disc",
+            Circle: "along the circle",
+        }.get(type(domain), "on the square")
+        scale = "" if isinstance(domain, Circle) else ", one colour scale for all panels"
+        return [H.figure(png, f"The meta-learned labelling f {where}, per seed{scale}.")]
+    weights = np.array([[m["linear_weights"] for m in f["per_seed"]] for f in metrics["functions"]], dtype=float)
+    dep = metrics["functions"][0].get("input_dependence") or {}
+    over = dep.get("overconnected_input") if isinstance(dep, Mapping) else None
+    over = int(over) if isinstance(over, (int, np.integer)) else None
+    png = figures.input_weights(
+        weights, out / "input_weights.png", seeds, titles=[f"f{k + 1}" for k in range(len(funcs))],
+        highlight=over, highlight_label=f"over-connected input {input_name(over)}" if over is not None else "",
+    )
+    d = weights.shape[2]
+    parts = [H.figure(png, f"Which inputs f depends on: the weight w_i of each input x_i (i = 0…{d - 1}) in the "
+                           f"least-squares fit f ≈ w·x + b on the {len(result.eval_points)} evaluation points, one bar "
+                           "per seed. The sign of f is arbitrary under a symmetric target, so compare magnitudes.")]
+    points = np.asarray(result.eval_points)
+    for k in range(len(funcs)):
+        values = np.asarray(result.arrays[f"f{k + 1}_values"], dtype=float)
+        png = figures.input_scatter(points, values, out / f"f{k + 1}_inputs.png",
+                                    [f"f{k + 1}, seed {s}" for s in seeds])
+        parts.append(H.figure(png, f"f{k + 1} against each input x_i, one row per seed (points: up to 1500 of the "
+                                   "evaluation points; black line: mean of f in bins of x_i; r: correlation of f with "
+                                   "x_i). A function of x_i alone is a curve in column i and flat elsewhere."))
+    return parts
+
+
 def write_report(result: ExperimentResult, out: Path) -> Path:
     """Draw every figure of the run into ``out`` and write ``out/report.html``; returns its path."""
     cfg, comp, metrics = result.config, result.components, result.metrics
+    out = Path(out)
     domain = comp.domain
     seeds = cfg.seeds
     funcs = result.functions
     sections: list[tuple[str, list[str]]] = []
+    top = _verdict_block(metrics.get("verdict"))
 
     header, rows = _headline_rows(result)
-    summary = [H.table(header, rows)]
+    summary = [*_input_dependence_notes(metrics), H.table(header, rows),
+               H.muted(_columns_note(result))]
     if isinstance(domain, SplitDataset):
         summary += _control_table(result)
     note = _series_note(result)
@@ -164,32 +385,17 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
     )
     sections.append(("Results", summary))
 
-    png = figures.loss_curves([r.history for r in funcs], seeds, out / "losses.png")
-    sections.append(("Meta-training", [H.figure(png, "loss terms per meta-step (one line per seed)")]))
+    png = figures.loss_curves([r.history for r in funcs], seeds, out / "losses.png", titles=_loss_titles(result))
+    weights = f"α_g = {cfg.search.alpha_g:g}, α_d = {cfg.search.alpha_d:g}"
+    sections.append(("Meta-training", [H.figure(png, f"Loss terms per meta-step, one colour per seed; the total is "
+                                                     f"α_g·L_g + α_d·L_d ({weights}) plus any orthogonality term.")]))
 
     if isinstance(domain, SplitDataset):
         sections.append(("Found functions", _split_sections(result, out)))
         sections.append(("Resolved config", [H.preformatted(tomli_w.dumps(result.resolved_config()))]))
-        return _write_page(cfg, sections, out)
+        return _write_page(cfg, sections, out, top)
 
-    panels = [
-        (f"f{k + 1}, seed {s}", r.function.for_seed(i))
-        for k, r in enumerate(funcs)
-        for i, s in enumerate(seeds)
-    ]
-    png = figures.function_panels(
-        domain,
-        panels,
-        out / "functions.png",
-        scatter_points=result.eval_points,
-        columns=len(seeds) if len(seeds) <= 5 else 3,
-    )
-    where = {
-        Sphere: "longitude/latitude map of the sphere",
-        Disc: "heat map on the unit disc",
-        Circle: "value along the circle",
-    }.get(type(domain), "value on the domain")
-    sections.append(("Found functions", [H.figure(png, f"the meta-learned labelling ({where})")]))
+    sections.append(("Found functions", _function_sections(result, out)))
 
     if isinstance(domain, (Sphere, Circle)):
         key = "degree_energy" if isinstance(domain, Sphere) else "frequency_energy"
@@ -201,22 +407,19 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
             titles=[f"f{k + 1}" for k in range(len(funcs))],
             seeds=seeds,
         )
+        what = "degree" if isinstance(domain, Sphere) else "frequency"
         sections.append(
-            ("Spectrum", [H.figure(png, "fraction of ‖f‖² per degree (last bar: higher degrees)")])
+            ("Spectrum", [H.figure(png, f"Fraction of ‖f‖² per {what}, one bar per seed (last bar, “>”: all higher "
+                                        f"{what}s).")])
         )
 
     if "overlap" in result.arrays:
         labels = [f"f{k + 1}" for k in range(len(funcs))]
-        figs = [
-            H.figure(
-                figures.matrix_heatmap(
-                    result.arrays["overlap"][i], labels, out / f"overlap_seed{s}.png", f"overlap, seed {s}"
-                ),
-                f"overlap matrix, seed {s}",
-            )
-            for i, s in enumerate(seeds)
-        ]
-        sections.append(("Overlaps", figs))
+        png = figures.matrix_heatmaps(result.arrays["overlap"], labels, [f"seed {s}" for s in seeds],
+                                      out / "overlaps.png")
+        sections.append(("Overlaps", [H.figure(png, "Overlap of every pair of functions of the series, per seed: "
+                                                    "cosine of their un-centred inner product on the evaluation "
+                                                    "points (0: orthogonal).")]))
 
     if cfg.kind == "contrast":
         per = metrics["functions"][0]["per_seed"]
@@ -233,18 +436,20 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
             (
                 "Contrast",
                 [
-                    H.figure(png, "held-out error of each learner on the found function"),
-                    H.paragraph(f"objective: {cfg.search.contrast_objective}"),
+                    H.figure(png, "Held-out error of learner A and of learner B on the found function, per seed "
+                                  "(log scale)."),
+                    H.paragraph(f"Objective: {cfg.search.contrast_objective.replace('_', ' ')} of the test errors "
+                                "of A and B."),
                 ],
             )
         )
 
     sections.append(("Resolved config", [H.preformatted(tomli_w.dumps(result.resolved_config()))]))
-    return _write_page(cfg, sections, out)
+    return _write_page(cfg, sections, out, top)
 
 
-def _write_page(cfg, sections: list[tuple[str, list[str]]], out: Path) -> Path:
+def _write_page(cfg, sections: list[tuple[str, list[str]]], out: Path, top: list[str]) -> Path:
     title = cfg.title or f"learnscope bias: {cfg.kind}"
     path = out / "report.html"
-    atomic_write(path, H.page(title, sections, subtitle=cfg.description))
+    atomic_write(path, H.page(title, sections, subtitle=cfg.description, top=top))
     return path

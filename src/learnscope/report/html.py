@@ -16,6 +16,12 @@ th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 figure { margin: .8em 0; } figcaption { font-size: .85em; color: #555; }
 img { max-width: 100%; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .8em; }
 .note { background: #fff8e1; border-left: 4px solid #f0c000; padding: .5em .8em; }
+.warning { background: #fdecea; border: 2px solid #c62828; border-radius: 4px; padding: .6em 1em; margin: 1em 0; }
+.warning strong { color: #b71c1c; font-size: 1.1em; } .warning ul { margin: .4em 0 .2em 1.2em; padding: 0; }
+.caution { background: #fff8e1; border: 2px solid #e0a800; border-radius: 4px; padding: .6em 1em; margin: 1em 0; }
+.caution strong { color: #7a5500; } .caution ul { margin: .4em 0 .2em 1.2em; padding: 0; }
+.ok { background: #edf7ed; border-left: 4px solid #2e7d32; padding: .35em .8em; margin: .8em 0; }
+.muted { color: #666; font-size: .9em; } details { margin: .3em 0; } summary { cursor: pointer; color: #444; }
 """
 
 
@@ -27,13 +33,15 @@ def figure(png: Path, caption: str = "") -> str:
 
 
 def _cell(v: object) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
     if isinstance(v, float):
         return f"{v:.4g}"
     return html.escape(str(v))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], first_left: bool = True) -> str:
-    """An HTML table; floats are shown with 4 significant digits."""
+    """An HTML table; floats are shown with 4 significant digits, ``None`` and NaN as "–"."""
     cls = ' class="l"' if first_left else ""
     head = "".join(f"<th{cls if i == 0 else ''}>{html.escape(str(h))}</th>" for i, h in enumerate(header))
     body = "".join(
@@ -47,13 +55,40 @@ def paragraph(text: str, note: bool = False) -> str:
     return f"<p{' class=note' if note else ''}>{html.escape(text)}</p>"
 
 
+def muted(text: str) -> str:
+    """A small grey paragraph (e.g. what the columns of a table mean)."""
+    return f'<p class="muted">{html.escape(text)}</p>'
+
+
 def preformatted(text: str) -> str:
     return f"<pre>{html.escape(text)}</pre>"
 
 
-def page(title: str, sections: Sequence[tuple[str, Sequence[str]]], subtitle: str = "") -> str:
-    """A whole HTML document from (heading, [html fragments]) sections."""
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+def warning_box(headline: str, items: Sequence[str], details: str = "", level: str = "warning") -> str:
+    """A box for the top of a report: a headline and a list of warnings (and optional collapsed ``details``, HTML).
+
+    level : "warning" (red: the result failed its checks) or "caution" (amber: it passed, with remarks).
+    """
+    if level not in ("warning", "caution"):
+        raise ValueError(f"level must be 'warning' or 'caution', not {level!r}")
+    lis = "".join(f"<li>{html.escape(str(i))}</li>" for i in items)
+    more = f"<details><summary>details</summary>{details}</details>" if details else ""
+    role = ' role="alert"' if level == "warning" else ""
+    return f'<div class="{level}"{role}><strong>{html.escape(headline)}</strong><ul>{lis}</ul>{more}</div>'
+
+
+def ok_note(text: str, details: str = "") -> str:
+    """A one-line green note (e.g. "result checks passed"), with optional collapsed details."""
+    more = f"<details><summary>details</summary>{details}</details>" if details else ""
+    return f'<div class="ok">{html.escape(text)}{more}</div>'
+
+
+def page(
+    title: str, sections: Sequence[tuple[str, Sequence[str]]], subtitle: str = "", top: Sequence[str] = ()
+) -> str:
+    """A whole HTML document from (heading, [html fragments]) sections; ``top`` fragments come first, under the
+    title (e.g. a :func:`warning_box`)."""
+    parts = [f"<h1>{html.escape(title)}</h1>", *top]
     if subtitle:
         parts.append(f"<p>{html.escape(subtitle)}</p>")
     for heading, fragments in sections:
