@@ -1,4 +1,5 @@
-"""The paper's analyses (identify/analyses.py) and their report, on hand-built stores whose truth is known.
+"""The paper's analyses (identify/analyses.py, run together by identify/classify.py) and their report, on
+hand-built stores whose truth is known.
 
 Every table is built so that the expected outcome follows from the construction:
 
@@ -14,29 +15,33 @@ Every table is built so that the expected outcome follows from the construction:
 from __future__ import annotations
 
 import json
+import re
+import types
+import typing
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from learnscope.errors import ConfigError, LearnscopeError, UnknownNameError
+from learnscope.identify import tables
 from learnscope.identify.analyses import (
-    Frames,
-    curve_conditions,
     heldout,
     importances,
     main_table,
     noise_curves,
     ordering_verdict,
     performance_baseline,
-    run_all,
     subsampling_curve,
     temporal_curves,
 )
+from learnscope.identify.classify import plan_all, run_all
+from learnscope.identify.frames import Frames, curve_conditions
 from learnscope.identify.observables import OBS_CLASSES
-from learnscope.identify.protocol import evaluate
 from learnscope.identify.store import Store
-from learnscope.report.identify_report import SECTIONS
+from learnscope.report import identify_figures
+from learnscope.report.identify_report import SECTIONS, write_report
+from learnscope.results import write_run_dir
 
 RULES = ["adam", "fa", "ia", "sgdm"]
 ADMISSIBLE = list(OBS_CLASSES["all"])
@@ -254,9 +259,6 @@ def test_importances_put_the_informative_statistic_and_checkpoints_first():
     others = [abs(r["importance_mean"]) for r in res["per_statistic"][1:]]
     assert max(others) < 0.25 * res["per_statistic"][0]["importance_mean"]
     assert abs(res["per_class"]["act"]["importance_mean"]) < 0.25 * res["per_class"]["weight"]["importance_mean"]
-    # the permuted model is the one evaluate() fits on the same split (same seeds): same test accuracy
-    reference = evaluate(frames.dataset("clean", "all"), "rf", "network", grid="none", n_splits=2, seed=0)
-    assert res["test_accuracy_mean"] == pytest.approx(reference["accuracy_mean"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ def test_performance_baseline_wins_when_rules_learn_differently():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# run_all and the report
+# run_all: every analysis at once, returned and never written
 
 
 def _write_store(frames: Frames, root) -> Store:
@@ -329,37 +331,369 @@ def _write_store(frames: Frames, root) -> Store:
     return store
 
 
-def test_run_all_writes_metrics_and_report(noise_frames, tmp_path):
-    _write_store(noise_frames, tmp_path / "store")
-    out = tmp_path / "run"
-    res = run_all(tmp_path / "store", out, classifiers=("svm",), progress=False, n_repeats=1, ks=(2, 3), **FAST)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == res
-    for key in ("main_table", "noise_curves", "subsampling_curve", "temporal_curves", "heldout", "importances",
-                "performance_baseline"):
-        assert key in metrics and "skipped" not in metrics[key]
-    assert set(metrics["skipped"]) == {"heldout.architecture", "heldout.task"}  # one architecture, one task
-    assert metrics["dataset"]["networks_per_rule"] == dict.fromkeys(RULES, 8)
-    assert metrics["settings"]["curve_classifiers"] == ["svm"]
-    # a fit shared by several analyses runs once: 4 + 1 main-table cells; 4 non-clean noise/subsampling conditions
-    # × 3 classes; first/last/spread for k = 2, 3, every-m for m = 2, 3 and end-only (T = 4); 1 importance run;
-    # 1 performance-only run; 3 splits each
-    assert metrics["timing"]["n_fits"] == 3 * (5 + 12 + 9 + 1 + 1)
-    html = (out / "report.html").read_text()
-    for heading in SECTIONS:
-        assert f"<h2>{heading}</h2>" in html
-    assert html.count("<img") == 7  # everything but the held-out figure
-    assert "Under absolute noise (svm)" in html and "ordering holds" in html
-    assert "Under relative noise (svm)" in html and "ordering is reversed" in html
-    assert "scale effect" in html
+def _tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# a fit shared by several analyses runs once: 4 + 1 main-table cells; 4 non-clean noise/subsampling conditions
+# × 3 classes; first/last/spread for k = 2, 3, every-m for m = 2, 3 and end-only (T = 4); 1 importance run;
+# 1 performance-only run; 3 splits each
+FULL_FITS = 3 * (5 + 12 + 9 + 1 + 1)
+
+
+@pytest.fixture(scope="module")
+def full_run(noise_frames, tmp_path_factory):
+    """run_all on a store of ``noise_frames`` (every analysis but held-out) named by its absolute path from its
+    parent directory, the tree before and after, and the run directory and report written from the results."""
+    root = tmp_path_factory.mktemp("full")
+    _write_store(noise_frames, root / "store")
+    before = _tree(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        res = run_all(root / "store", classifiers=("svm",), progress=False, n_repeats=1, ks=(2, 3), **FAST)
+        after = _tree(root)
+        write_run_dir(root / "run", kind="identify-classify", metrics=res)
+        report = write_report(res, root / "run")
+    return types.SimpleNamespace(res=res, root=root, out=root / "run", html=report.read_text(), before=before,
+                                 after=after)
+
+
+def test_run_all_returns_every_analysis_and_writes_nothing(full_run):
+    res = full_run.res
+    assert full_run.after == full_run.before  # not a file more, in the store or beside it
+    assert list(res) == ["settings", "dataset", *tables.ANALYSES, "skipped", "timing"]
+    for key in tables.ANALYSES:
+        assert "skipped" not in res[key]
+    assert set(res["skipped"]) == {"heldout.architecture", "heldout.task"}  # one architecture, one task
+    assert res["dataset"]["networks_per_rule"] == dict.fromkeys(RULES, 8)
+    assert res["dataset"]["source"] == "store"  # as named from the current directory, not the absolute path
+    assert res["settings"]["curve_classifiers"] == ["svm"]
+    assert res["timing"]["n_fits"] == FULL_FITS
+
+
+def test_metrics_json_is_strict_json_of_exactly_the_results(full_run):
+    def refuse(token):
+        raise ValueError(f"non-strict JSON token {token}")
+
+    metrics = json.loads((full_run.out / "metrics.json").read_text(), parse_constant=refuse)
+    assert "missing" in metrics.pop("_encoding")
+    assert metrics == full_run.res
+
+
+def test_the_plan_counts_the_fits_the_run_performs_and_estimating_changes_no_number():
+    frames = make_frames({"clean": {"stats": "weight"}}, nets_per_rule=4)
+    settings = {"classifiers": ("svm",), "n_repeats": 1, "ks": (2,), "ms": (), **FAST}
+    plan = plan_all(frames, **settings)
+    # 4 main-table cells + 1 row split; first/last/spread-2 and end-only (svm is also the curve classifier, its
+    # full "all" fit is shared); 1 importance run with rf; 1 performance-only run; 3 splits each
+    assert plan.n_fits == sum(plan.fits_per_analysis.values()) == 3 * (5 + 4 + 1 + 1)
+    assert plan.fits_per_analysis["noise_curves"] == plan.fits_per_analysis["heldout"] == 0
+    assert plan.estimate_seconds() > 0
+    res = plan.run(progress=False)
+    assert res["timing"]["n_fits"] == plan.runner.done == plan.n_fits
+    again = run_all(frames, progress=False, **settings)
+    assert {k: v for k, v in again.items() if k != "timing"} == {k: v for k, v in res.items() if k != "timing"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the declared tables
+
+
+def conform(value, tp, path: str = "results") -> None:
+    """Assert that ``value`` has the declared type ``tp``: TypedDicts (every required key, no undeclared one),
+    unions, literals, ``list[X]``, ``dict[str, X]`` and JSON scalars (an int passes for a float, a bool never for
+    a number)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any:
+        return
+    if typing.is_typeddict(tp):
+        assert isinstance(value, dict), f"{path}: {type(value).__name__}, declared {tp.__name__}"
+        hints = typing.get_type_hints(tp)
+        missing, extra = tp.__required_keys__ - value.keys(), value.keys() - hints.keys()
+        assert not missing and not extra, f"{path} ({tp.__name__}): missing {missing}, undeclared {extra}"
+        for key, v in value.items():
+            conform(v, hints[key], f"{path}.{key}")
+    elif origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return conform(value, option, path)
+            except AssertionError as err:
+                errors.append(str(err))
+        raise AssertionError(f"{path}: matches none of {tp}: {errors}")
+    elif origin is typing.Literal:
+        assert any(value == a and type(value) is type(a) for a in args), f"{path}: {value!r} not in {args}"
+    elif origin is list:
+        assert isinstance(value, list), f"{path}: {type(value).__name__}, declared a list"
+        for i, v in enumerate(value):
+            conform(v, args[0], f"{path}[{i}]")
+    elif origin is dict:
+        assert isinstance(value, dict), f"{path}: {type(value).__name__}, declared a dict"
+        for key, v in value.items():
+            assert isinstance(key, str), f"{path}: key {key!r}"
+            conform(v, args[1], f"{path}.{key}")
+    elif tp is type(None):
+        assert value is None, f"{path}: {value!r}, declared None"
+    elif tp is float:
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path}: {value!r}, declared float"
+    elif tp in (int, str, bool):
+        assert isinstance(value, tp) and (tp is bool or not isinstance(value, bool)), f"{path}: {value!r} vs {tp}"
+    else:  # pragma: no cover - a declaration this checker does not know
+        raise AssertionError(f"{path}: cannot check {tp}")
+
+
+def test_every_result_has_its_declared_table(full_run):
+    conform(full_run.res, tables.ClassifyResults)
+
+
+def test_declared_tables_catch_a_missing_or_an_undeclared_key(full_run):
+    cell = dict(full_run.res["main_table"]["cells"][0])
+    conform(cell, tables.Cell)
+    with pytest.raises(AssertionError, match="missing"):
+        conform({k: v for k, v in cell.items() if k != "obs_class"}, tables.Cell)
+    with pytest.raises(AssertionError, match="undeclared"):
+        conform(cell | {"acuracy_mean": 0.5}, tables.Cell)
+
+
+def test_heldout_and_single_analyses_have_their_declared_tables():
+    frames = make_frames({"clean": {"stats": "weight"}}, archs=("mlp_a", "mlp_b"), tasks=("digits", "teacher"))
+    conform(heldout(frames, ("svm",), **FAST), tables.Heldout)
+    skipped = noise_curves(frames, ("svm",), **FAST)
+    conform(skipped, tables.NoiseCurves | tables.Skipped)
+    with pytest.raises(AssertionError):
+        conform(skipped, tables.NoiseCurves)
+
+
+class _Declared(dict):
+    """A results table that fails when read at a key its declaration does not name."""
+
+    def __init__(self, data: dict, declared: set[str], where: str):
+        super().__init__(data)
+        self.declared, self.where = declared, where
+
+    def _check(self, key):
+        assert key in self.declared, f"the report reads {self.where}[{key!r}], which no table declares"
+
+    def __getitem__(self, key):
+        self._check(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._check(key)
+        return super().get(key, default)
+
+
+def _guard(value, tp, where: str = "results"):
+    """``value`` with every declared table replaced by a :class:`_Declared` of its declared keys."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                conform(value, option)
+            except AssertionError:
+                continue
+            return _guard(value, option, where)
+    if typing.is_typeddict(tp):
+        hints = typing.get_type_hints(tp)
+        return _Declared({k: _guard(v, hints[k], f"{where}.{k}") for k, v in value.items()}, set(hints), where)
+    if origin is list:
+        return [_guard(v, args[0], f"{where}[]") for v in value]
+    if origin is dict:
+        return {k: _guard(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def test_the_report_reads_only_declared_keys(full_run, tmp_path):
+    guarded = _guard(full_run.res, tables.ClassifyResults)
+    with pytest.raises(AssertionError, match="no table declares"):
+        guarded["main_table"]["cells"][0]["acc"]
+    html = write_report(guarded, tmp_path).read_text()
+    assert html.count("<h2>") == len(SECTIONS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the report
+
+
+def _sections(html: str) -> dict[str, str]:
+    parts = re.split(r"<h2>(.*?)</h2>", html)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_the_report_says_what_the_noise_curves_show(full_run):
+    noise = _sections(full_run.html)["Measurement noise"]
+    assert "Under absolute noise (svm)" in noise and "ordering holds" in noise
+    assert "Under relative noise (svm)" in noise and "ordering is reversed" in noise
+    assert "scale effect" in noise
+
+
+@pytest.fixture
+def stub_figures(monkeypatch, tmp_path):
+    """The report's figure functions replaced by one that writes a 1-pixel PNG (the figures are not under test)."""
+    import matplotlib.pyplot as plt
+
+    import learnscope.report.identify_report as report
+
+    stub = tmp_path / "stub.png"
+    plt.imsave(stub, np.zeros((1, 1)))
+    for name in ("main_bars", "confusion", "noise_figure", "subsampling_figure", "temporal_figure",
+                 "heldout_figure", "importance_figure", "performance_figure"):
+        monkeypatch.setattr(report, name, lambda *args, **kwargs: stub)
+
+
+def test_each_section_shows_the_analysis_it_names(full_run, tmp_path, stub_figures):
+    """A section reads its own key: without that key (only), the section says so and the others do not."""
+    full = _sections(write_report(full_run.res, tmp_path / "full").read_text())
+    for key in tables.ANALYSES:
+        partial = {k: v for k, v in full_run.res.items() if k != key}
+        got = _sections(write_report(partial, tmp_path / key).read_text())
+        for section in SECTIONS:
+            missing = "not run (missing from the results)" in got[section.title]
+            assert missing == (section.key == key), (key, section.title)
+            if section.key not in (key, "settings", "skipped"):
+                assert ("<img" in got[section.title]) == ("<img" in full[section.title]), (key, section.title)
+
+
+def test_every_figure_written_is_in_the_report_and_only_shown_analyses_have_one(full_run):
+    import base64
+
+    pngs = sorted(full_run.out.glob("identify_*.png"))
+    for png in pngs:
+        assert base64.b64encode(png.read_bytes()).decode() in full_run.html, png.name
+    sections = _sections(full_run.html)
+    with_figure = {title for title, body in sections.items() if "<img" in body}
+    assert len(with_figure) == len(pngs)
+    assert "Held-out generalisation" not in with_figure  # one architecture and one task: nothing to show
+    assert not list(full_run.out.glob(".*.tmp"))
+
+
+def test_report_tables_hold_no_none_no_empty_header_no_internal_citation_and_no_absolute_path(full_run):
+    html = full_run.html
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", html)
+    assert cells and not [c for c in cells if c.strip() in ("None", "nan", "NaN", "n/a")]
+    assert not [h for h in re.findall(r"<th[^>]*>(.*?)</th>", html) if not h.strip()]
+    assert "spec" not in html.lower() and "§" not in html
+    assert str(full_run.root) not in html
+
+
+def test_a_single_split_shows_a_dash_for_the_undefined_sem(tmp_path):
+    frames = make_frames({"clean": {"stats": "weight"}}, nets_per_rule=4)
+    res = run_all(frames, classifiers=("svm",), grid="none", n_splits=1, progress=False, n_repeats=1, ks=(2,),
+                  ms=())
+    assert res["main_table"]["cells"][0]["accuracy_sem"] is None  # std(ddof=1) of one split is undefined
+    main = _sections(write_report(res, tmp_path).read_text())["Main table"]
+    assert f"{res['main_table']['cells'][0]['accuracy_mean']:.3f} ± –" in main
 
 
 def test_run_all_on_frames_without_curve_conditions_says_what_was_skipped(tmp_path):
     frames = make_frames({"clean": {"stats": "weight"}}, nets_per_rule=4)
-    res = run_all(frames, tmp_path, classifiers=("svm",), progress=False, n_repeats=1, ks=(2,), ms=(), **FAST)
+    res = run_all(frames, classifiers=("svm",), progress=False, n_repeats=1, ks=(2,), ms=(), **FAST)
     assert "noise_curves" in res["skipped"] and "subsampling_curve" in res["skipped"]
-    html = (tmp_path / "report.html").read_text()
+    html = write_report(res, tmp_path).read_text()
     assert "the store has no noise conditions" in html and "no unit-subsampling conditions" in html
+
+
+def _overlapping_labels(fig, axis) -> list[tuple[str, str]]:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    return [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if boxes[i].overlaps(boxes[j])]
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the report functions draw, kept open instead of saved."""
+    figures = []
+    monkeypatch.setattr(identify_figures, "_save", lambda fig, path: figures.append(fig) or path)
+    yield figures
+    import matplotlib.pyplot as plt
+
+    for fig in figures:
+        plt.close(fig)
+
+
+def test_checkpoint_and_fraction_tick_labels_never_run_together(drawn, tmp_path):
+    T = 101
+    stats = [{"name": n, "importance_mean": 0.01, "importance_sem": 0.001} for n in ADMISSIBLE]
+    imp = {"classifier": "rf", "per_statistic": stats,
+           "per_checkpoint": [{"checkpoint": t, "importance_mean": 0.01, "importance_sem": None} for t in range(T)]}
+    identify_figures.importance_figure(imp, tmp_path / "imp.png")
+    scores = {"accuracy_mean": 0.5, "accuracy_sem": 0.01}
+    temp = {"classifiers": ["rf"], "n_checkpoints": T,
+            "points": [{"classifier": "rf", "mode": "first-k", "n_kept": k} | scores for k in range(1, T)]}
+    identify_figures.temporal_figure(temp, tmp_path / "temp.png")
+    fracs = [1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01]
+    sub = {"available": True, "points": [{"frac": f, "classifier": "rf", "obs_class": "all"} | scores for f in fracs]}
+    identify_figures.subsampling_figure(sub, tmp_path / "sub.png")
+    imp_fig, temp_fig, sub_fig = drawn
+    for fig, ax in ((imp_fig, imp_fig.axes[1]), (temp_fig, temp_fig.axes[0]), (sub_fig, sub_fig.axes[0])):
+        labels = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+        assert 2 <= len(labels) <= identify_figures.MAX_TICKS + 2, labels
+        assert not _overlapping_labels(fig, ax.xaxis), labels
+    ckpt_labels = [t.get_text() for t in imp_fig.axes[1].xaxis.get_ticklabels() if t.get_text()]
+    assert all(lab.lstrip("−-").isdigit() for lab in ckpt_labels)  # whole checkpoints only
+
+
+def test_a_failed_figure_leaves_no_partial_file_and_no_report(full_run, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    real = matplotlib.figure.Figure.savefig
+
+    def full_disk(fig, fname, **kwargs):
+        if "importance" in str(getattr(fname, "name", fname)):
+            with open(fname, "wb") as fh:
+                fh.write(b"\x89PNG partial")
+            raise OSError(28, "No space left on device")
+        return real(fig, fname, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    with pytest.raises(OSError):
+        write_report(full_run.res, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "identify_importance.png" not in names and "report.html" not in names
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert "identify_main_table.png" in names  # the figures drawn before the failure are whole
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the command
+
+
+def test_classify_prints_its_plan_and_an_estimate_before_fitting(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import learnscope.identify.classify as classify
+    from learnscope.cli import app
+
+    _write_store(make_frames({"clean": {"stats": "weight"}}, nets_per_rule=4), tmp_path / "store")
+    monkeypatch.chdir(tmp_path)
+    args = ["identify", "classify", "store", "--out", "run", "--classifiers", "svm", "--grid", "none",
+            "--n-splits", "2", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    lines = result.stdout.splitlines()
+    plan = next(i for i, ln in enumerate(lines) if ln.startswith("plan:"))
+    assert lines[plan].startswith(f"plan: {metrics['timing']['n_fits']} model fits (2 network-grouped outer splits")
+    assert any(ln.strip().startswith("estimated time: about") for ln in lines[plan:plan + 4])
+    assert "classifiers: svm (main table" in result.stdout
+    assert plan < next(i for i, ln in enumerate(lines) if "accuracy" in ln and ln.startswith("svm"))
+    assert lines[-1] == "report: run/report.html"
+    import tomllib
+
+    config = tomllib.loads((tmp_path / "run" / "config.toml").read_text())["classify"]
+    assert config == {"store": "store", **metrics["settings"]}
+
+    # the plan and the estimate are printed before the first fit: interrupting the fits leaves them on screen
+    def interrupted(self, progress=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify.ClassifyPlan, "run", interrupted)
+    result = CliRunner().invoke(app, [*args[:4], "run2", *args[5:]])
+    assert result.exit_code == 130 and "estimated time: about" in result.stdout
+    assert not (tmp_path / "run2").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -389,8 +723,17 @@ def test_bad_names_and_settings_are_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="n_splits"):
         main_table(frames, ("svm",), grid="none", n_splits=0)
     with pytest.raises(ConfigError, match="at least one classifier"):
-        run_all(frames, tmp_path / "x", classifiers=(), progress=False)
-    assert not (tmp_path / "x").exists()
+        run_all(frames, classifiers=(), progress=False)
     no_clean = make_frames({"noisy": {"stats": "weight"}}, condition_table=[{"name": "noisy", "sigma": 0.1}])
     with pytest.raises(LearnscopeError, match="no clean condition"):
         main_table(no_clean, ("svm",), **FAST)
+
+
+def test_the_analyses_import_nothing_from_the_report_layer():
+    import subprocess
+    import sys
+
+    code = ("import sys, learnscope.identify.classify, learnscope.identify.analyses; "
+            "print(sorted(m for m in sys.modules if m.startswith('learnscope.report')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -114,3 +114,382 @@ def test_the_shipped_example_follows_the_documented_schema():
     X, X_cat, keys, missing = recordings_to_arrays(read_recordings(example), list(ADMISSIBLE_OBS), 21)
     assert missing == [] and X.shape == (4, 21, 24)
     assert keys.group.tolist() == ["early", "middle", "deep", "deep"] and (X_cat.sum(axis=1) == 1).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# issue 11: fit/predict never lose a file, refuse what they cannot answer, and say so in one line
+
+import errno  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import joblib  # noqa: E402
+
+import learnscope.identify.predict as predict_module  # noqa: E402
+from learnscope.identify.predict import load_model, support_text, unbalanced_warning  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "recordings_example.csv"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _one_error(r, code: int) -> str:
+    """The single `error:` line of a failed command (asserting the exit code and that nothing else went wrong)."""
+    assert r.exit_code == code, (r.exit_code, r.output)
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def _listing(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _fit(store: Path, out: str, *extra: str):
+    return runner.invoke(app, ["identify", "fit", str(store), "--out", out, *extra])
+
+
+def _expected_support(store: Path) -> dict[str, dict[str, int]]:
+    """Networks and (network, layer) rows per rule, read straight from the store's own tables."""
+    s = Store.open(store)
+    nets = s.networks()
+    nets = nets[nets.status == "ok"]
+    obs = s.observations(columns=["network_id", "layer_index", "rule", "condition"])
+    layers = obs[obs.condition == "clean"].drop_duplicates(["network_id", "layer_index"]).groupby("rule").size()
+    return {r: {"networks": int((nets.rule == r).sum()), "layers": int(layers[r])} for r in sorted(nets.rule.unique())}
+
+
+def test_fit_reports_per_class_support_and_refuses_to_overwrite_without_force(fitted, tmp_path, monkeypatch):
+    root, info, *_ = fitted
+    expected = _expected_support(root / "train")
+    assert expected == {"adam": {"networks": 6, "layers": 18}, "sgdm": {"networks": 6, "layers": 18}}
+    assert info["support"] == expected and load_model(root / "model.joblib")["support"] == expected
+    monkeypatch.chdir(tmp_path)
+    r = _fit(root / "train", "model.joblib")
+    assert r.exit_code == 0, r.output
+    assert f"support: {support_text(expected)}" in r.stdout
+    assert "support: adam 6 networks / 18 layers, sgdm 6 networks / 18 layers" in r.stdout
+    assert "-> model.joblib" in r.stdout and str(tmp_path) not in r.stdout
+    before = Path("model.joblib").read_bytes()
+    line = _one_error(_fit(root / "train", "model.joblib", "--seed", "1"), 2)
+    assert "--out model.joblib already exists; pass --force" in line and str(tmp_path) not in line
+    assert Path("model.joblib").read_bytes() == before
+    r = _fit(root / "train", "model.joblib", "--seed", "1", "--force")
+    assert r.exit_code == 0, r.output
+    assert load_model("model.joblib")["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("kind", ["text", "text_named_joblib", "other_joblib", "directory"])
+def test_force_replaces_only_a_model_file(fitted, tmp_path, monkeypatch, kind):
+    root, *_ = fitted
+    monkeypatch.chdir(tmp_path)
+    if kind.startswith("text"):
+        target = Path("notes.txt" if kind == "text" else "notes.joblib")
+        target.write_text("my notes\n")
+    elif kind == "other_joblib":
+        target = Path("weights.joblib")
+        joblib.dump({"weights": [1, 2, 3]}, target)
+    else:
+        target = Path("models")
+        target.mkdir()
+        (target / "keep.txt").write_text("keep")
+    before = _listing(target) if target.is_dir() else target.read_bytes()
+    line = _one_error(_fit(root / "train", str(target), "--force"), 2)
+    assert f"--out {target}" in line and str(tmp_path) not in line
+    assert (_listing(target) if target.is_dir() else target.read_bytes()) == before
+
+
+def test_force_replaces_a_truncated_model(fitted, tmp_path, monkeypatch):
+    root, *_ = fitted
+    monkeypatch.chdir(tmp_path)
+    data = (root / "model.joblib").read_bytes()
+    Path("model.joblib").write_bytes(data[: len(data) // 2])
+    r = _fit(root / "train", "model.joblib", "--force")
+    assert r.exit_code == 0, r.output
+    assert load_model("model.joblib")["classes"] == ["adam", "sgdm"]
+
+
+def test_a_full_disk_while_saving_keeps_the_old_model(fitted, tmp_path, monkeypatch):
+    root, *_ = fitted
+    monkeypatch.chdir(tmp_path)
+    Path("model.joblib").write_bytes((root / "model.joblib").read_bytes())
+    before = _listing(tmp_path)
+
+    def full_disk(obj, path, *args, **kwargs):  # writes part of the file, then the disk is full
+        Path(path).write_bytes(b"\x80\x04partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(predict_module.joblib, "dump", full_disk)
+    line = _one_error(_fit(root / "train", "model.joblib", "--force", "--seed", "2"), 1)
+    assert os.strerror(errno.ENOSPC) in line and "(model.joblib)" in line and ".tmp" not in line
+    assert _listing(tmp_path) == before  # old model byte-identical, no temporary file left
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_fit_into_a_read_only_directory_is_one_line_exit_1(fitted, tmp_path, monkeypatch, code):
+    root, *_ = fitted
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "other.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    if IS_ROOT:  # chmod does not stop root: the writer fails as the filesystem would
+        def refuse(obj, path, *args, **kwargs):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(predict_module.joblib, "dump", refuse)
+    ro.chmod(0o500)
+    try:
+        line = _one_error(_fit(root / "train", "ro/model.joblib"), 1)
+    finally:
+        ro.chmod(0o700)
+    assert "ro" in line and str(tmp_path) not in line
+    assert _listing(ro) == {"other.txt": b"x"}
+
+
+def test_an_unwritable_out_is_refused_before_any_work(fitted, tmp_path, monkeypatch):
+    root, *_ = fitted
+    monkeypatch.chdir(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **k: not mode & os.W_OK and real_access(path, mode, **k))
+
+    def must_not_load(*a, **k):
+        raise AssertionError("the store was read before --out was checked")
+
+    monkeypatch.setattr(predict_module.TrajectoryDataset, "from_store", must_not_load)
+    line = _one_error(_fit(root / "train", "model.joblib"), 1)
+    assert os.strerror(errno.EACCES) in line and "choose another --out" in line
+    assert not Path("model.joblib").exists()
+
+
+def test_fit_on_a_store_with_one_rule_is_refused(tmp_path):
+    grid = parse_grid({
+        "grid": {"tasks": ["digits"], "architectures": ["mlp_2x32"], "rules": ["adam"], "batch_sizes": [64],
+                 "seeds": [0]},
+        "training": {"epochs": 4, "checkpoints": 6, "n_train": 512, "n_probe": 32},
+    })
+    simulate(grid, tmp_path / "one", backend="sequential", progress=False)
+    line = _one_error(_fit(tmp_path / "one", str(tmp_path / "m.joblib")), 2)
+    assert "one rule only (adam, 1 network)" in line and "at least two" in line
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_unbalanced_classes_are_flagged():
+    # threshold UNBALANCED_RATIO = 3: 9 vs 3 layers warns, 8 vs 3 does not
+    msg = unbalanced_warning({"adam": {"networks": 3, "layers": 9}, "sgdm": {"networks": 1, "layers": 3}})
+    assert msg is not None and "adam 9 layers, sgdm 3" in msg
+    assert unbalanced_warning({"adam": {"networks": 3, "layers": 8}, "sgdm": {"networks": 1, "layers": 3}}) is None
+
+
+def test_predict_shows_the_support_and_warns_on_unbalanced_models(fitted, tmp_path):
+    root, info, _, _, path = fitted
+    r = runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), str(path)])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    assert f"model: rf trained on {support_text(info['support'])}" in r.stdout
+    model = load_model(root / "model.joblib")
+    model["support"] = {"adam": {"networks": 6, "layers": 18}, "sgdm": {"networks": 1, "layers": 3}}
+    joblib.dump(model, tmp_path / "skewed.joblib")
+    r = runner.invoke(app, ["identify", "predict", str(tmp_path / "skewed.joblib"), str(path)])
+    assert r.exit_code == 0, r.output
+    warnings = r.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "unbalanced" in warnings[0]
+
+
+# --- item 12: fewer checkpoints that keep their original numbers ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted21(tmp_path_factory):
+    """A 21-checkpoint model (the tier grids' count) and the shipped example keeping every other checkpoint."""
+    root = tmp_path_factory.mktemp("predict21")
+    grid = parse_grid({
+        "grid": {"tasks": ["digits"], "architectures": ["mlp_2x32"], "rules": ["sgdm", "adam"], "batch_sizes": [64],
+                 "seeds": [0]},
+        "training": {"epochs": 3, "checkpoints": 21, "n_train": 512, "n_probe": 32},
+    })
+    simulate(grid, root / "train", backend="sequential", progress=False)
+    fit_model(root / "train", root / "model.joblib", classifier="rf", seed=3)
+    even = pd.read_csv(EXAMPLE)
+    even = even[even.checkpoint % 2 == 0].reset_index(drop=True)  # 0, 2, …, 20: original numbers kept
+    even.to_csv(root / "even.csv", index=False)
+    return root, even
+
+
+def _refit_by_hand(model: dict, cols: list[int], recordings: pd.DataFrame) -> np.ndarray:
+    """Per-layer probabilities of the model's classifier refitted on training checkpoints ``cols`` (numpy only)."""
+    from learnscope.identify.classifiers import make_classifier
+
+    def features(X, X_cat):  # observable-major 2-D layout with the one-hot prepended (spec §4.6)
+        return np.concatenate([X_cat, X.transpose(0, 2, 1).reshape(len(X), -1)], axis=1)
+
+    train = model["train"]
+    pipe, _ = make_classifier(model["classifier"], grid="none", random_state=model["seed"])
+    pipe.fit(features(train["X"][:, cols], train["X_cat"]), train["y"])
+    rec = recordings.sort_values(["network", "layer", "checkpoint"])
+    layers = rec.groupby(["network", "layer"], sort=False).first().reset_index()
+    X = rec[model["obs_names"]].to_numpy(float).reshape(len(layers), -1, len(model["obs_names"]))
+    X_cat = np.stack([(layers.group == g).to_numpy(float) for g in ("early", "middle", "deep")], axis=1)
+    return pipe.predict_proba(features(X, X_cat))
+
+
+def test_subset_auto_maps_original_checkpoint_numbers_to_the_model(fitted21):
+    root, even = fitted21
+    model = load_model(root / "model.joblib")
+    assert model["n_checkpoints"] == 21 and sorted(even.checkpoint.unique()) == list(range(0, 21, 2))
+    r = runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), str(root / "even.csv"),
+                            "--subset", "auto"])
+    assert r.exit_code == 0, r.output
+    assert "11 checkpoints (model checkpoints 0, 2, …, 20, matched by number)" in r.stderr
+    per_layer, per_network, info = predict_recordings(root / "model.joblib", even, subset="auto")
+    assert info["refitted"] and info["training_checkpoints_used"] == list(range(0, 21, 2))
+    np.testing.assert_allclose(per_layer[["adam", "sgdm"]].to_numpy(),
+                               _refit_by_hand(model, list(range(0, 21, 2)), even))
+    # renumbered 0..10 (evenly spaced over learning) is the same data: the same answer
+    renumbered = even.assign(checkpoint=even.checkpoint // 2)
+    _, per_network_renumbered, info_r = predict_recordings(root / "model.joblib", renumbered, subset="auto")
+    assert info_r["training_checkpoints_used"] == list(range(0, 21, 2))
+    pd.testing.assert_frame_equal(per_network, per_network_renumbered)
+
+
+def test_irregular_original_numbers_are_matched_by_number(fitted):
+    root, _, _, recordings, _ = fitted
+    model = load_model(root / "model.joblib")
+    some = recordings[recordings.checkpoint.isin([0, 1, 3, 5])].reset_index(drop=True)
+    per_layer, _, info = predict_recordings(root / "model.joblib", some, subset="auto")
+    assert info["training_checkpoints_used"] == [0, 1, 3, 5] and info["checkpoints_matched"] == "by number"
+    np.testing.assert_allclose(per_layer[["adam", "sgdm"]].to_numpy(), _refit_by_hand(model, [0, 1, 3, 5], some))
+
+
+def test_strict_names_the_checkpoints_and_numbers_beyond_the_model_say_how_to_renumber(fitted21, tmp_path):
+    root, even = fitted21
+    line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), str(root / "even.csv")]),
+                      2)
+    assert "checkpoints 0, 2, …, 20 (11 of the model's 0..20); use --subset auto" in line
+    spread = even.assign(checkpoint=even.checkpoint * 5 // 2)  # 0, 5, …, 50: beyond the model's 0..20
+    spread.to_csv(tmp_path / "spread.csv", index=False)
+    line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"),
+                                          str(tmp_path / "spread.csv"), "--subset", "auto"]), 2)
+    assert "0, 5, …, 50, beyond the model's 0..20: renumber them 0..10 in order" in line
+
+
+# --- items 10 and 15: bad files and bad places, one line each ---------------------------------------------------
+
+
+def _text_at(df: pd.DataFrame, column: str, pos: int, value) -> pd.DataFrame:
+    df = df.astype({column: object}).copy()
+    df.loc[pos, column] = value
+    return df
+
+
+@pytest.mark.parametrize(
+    "column, value, fragment",
+    [
+        ("actraw_norm", "abc", "column actraw_norm must hold numbers, but row 4 "),
+        ("weightabs_mean", "0,5", "(write decimals with a dot)"),
+        ("checkpoint", "end", "column checkpoint must hold numbers, but row 4 "),
+        ("checkpoint", 2.5, "checkpoint must be a whole number"),
+        ("network", None, "column network is empty in row 4"),
+    ],
+)
+def test_text_in_a_numeric_column_names_the_column_and_the_first_bad_row(fitted, tmp_path, column, value,
+                                                                         fragment):
+    root, _, _, recordings, _ = fitted
+    bad = _text_at(recordings, column, 3, value)
+    bad = _text_at(bad, column, 7, value)  # a later bad row is not the one named
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"),
+                                          str(tmp_path / "bad.csv")]), 2)
+    row = recordings.iloc[3]
+    assert fragment in line, line
+    keys = ", ".join(f"{k} {row[k]}" for k in ("network", "layer", "checkpoint") if k != column)
+    assert f"row 4 ({keys})" in line, line
+
+
+def test_predict_on_a_folder_says_what_it_expects(fitted, tmp_path, monkeypatch):
+    root, *_ = fitted
+    monkeypatch.chdir(tmp_path)
+    Path("recs").mkdir()
+    line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), "recs"]), 2)
+    assert "recordings recs is a directory; give one CSV or Parquet file" in line
+    line = _one_error(runner.invoke(app, ["identify", "predict", "recs", str(root / "rec.csv")]), 2)
+    assert "model recs is a directory" in line
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "other_object", "swapped"])
+def test_a_file_that_is_not_a_model_is_one_line(fitted, tmp_path, monkeypatch, kind):
+    root, _, _, _, rec = fitted
+    monkeypatch.chdir(tmp_path)
+    data = (root / "model.joblib").read_bytes()
+    name = "model.joblib"
+    if kind == "truncated":
+        Path(name).write_bytes(data[: len(data) // 3])
+    elif kind == "empty":
+        Path(name).write_bytes(b"")
+    elif kind == "other_object":
+        joblib.dump(load_model(root / "model.joblib")["pipeline"], name)  # a bare sklearn pipeline
+    else:
+        name = "rec.csv"
+        Path(name).write_bytes(rec.read_bytes())
+    line = _one_error(runner.invoke(app, ["identify", "predict", name, str(rec)]), 2)
+    expected = {"truncated": "model.joblib is not a readable learnscope model (truncated",
+                "empty": "model file model.joblib is empty",
+                "other_object": "model.joblib is not a learnscope model file of format 1",
+                "swapped": "it looks like recordings: the model comes first"}[kind]
+    assert expected in line and str(tmp_path) not in line
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("nodir/p.csv", "--out nodir/p.csv: the directory nodir does not exist"),
+    ("afile/p.csv", "afile is a file, not a directory"),
+    ("outdir", "--out outdir is a directory"),
+    ("rec.csv", "--out rec.csv is the recordings file"),
+])
+def test_predict_out_that_cannot_be_written_is_refused_before_any_work(fitted, tmp_path, monkeypatch, out, fragment):
+    root, _, _, _, rec = fitted
+    monkeypatch.chdir(tmp_path)
+    Path("rec.csv").write_bytes(rec.read_bytes())
+    Path("afile").write_text("a file")
+    Path("outdir").mkdir()
+    before = _listing(tmp_path)
+    r = runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), "rec.csv", "--out", out])
+    assert fragment in _one_error(r, 2) and r.stdout == ""
+    assert _listing(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile", "outdir", "rec.csv"]
+
+
+def test_predict_out_is_written_whole_or_not_at_all(fitted, tmp_path, monkeypatch):
+    root, _, _, _, rec = fitted
+    monkeypatch.chdir(tmp_path)
+    args = ["identify", "predict", str(root / "model.joblib"), str(rec), "--out", "p.csv"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "per-layer probabilities: p.csv" in r.stdout, r.output
+    per_layer, _, _ = predict_recordings(root / "model.joblib", rec)
+    pd.testing.assert_frame_equal(pd.read_csv("p.csv"), per_layer, check_dtype=False)
+    Path("p.csv").write_text("my old table\n")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    line = _one_error(runner.invoke(app, args), 1)
+    assert os.strerror(errno.ENOSPC) in line and "(p.csv)" in line
+    assert _listing(tmp_path) == {"p.csv": b"my old table\n"}
+
+
+def test_predict_out_into_a_read_only_directory_is_exit_1(fitted, tmp_path, monkeypatch):
+    root, _, _, _, rec = fitted
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    monkeypatch.chdir(tmp_path)
+    if IS_ROOT:
+        def refuse(self, data):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+        monkeypatch.setattr(Path, "write_bytes", refuse)
+    ro.chmod(0o500)
+    try:
+        line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), str(rec),
+                                              "--out", "ro/p.csv"]), 1)
+    finally:
+        ro.chmod(0o700)
+    assert "(ro" in line and str(tmp_path) not in line and list(ro.iterdir()) == []

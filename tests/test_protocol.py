@@ -9,7 +9,7 @@ import pytest
 
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.identify.dataset import TrajectoryDataset
-from learnscope.identify.protocol import evaluate, get_splits, inner_cv, original_splits
+from learnscope.identify.protocol import evaluate, get_splits, inner_cv, original_splits, sem
 
 RULES = ["adam", "fa", "ia", "sgdm"]
 STATS = ["weightraw_median", "actraw_norm", "gradavgraw_id", "weightabs_mean"]
@@ -230,3 +230,9 @@ def test_evaluate_errors(dataset):
         evaluate(dataset, "rf", split_mode="by-layer")
     with pytest.raises(UnknownNameError):
         evaluate(dataset, "rf", inner="kfold")
+
+
+def test_sem_is_the_standard_error_over_splits_and_undefined_for_one():
+    # values 1, 2, 3: sample std (ddof=1) is 1, so the s.e.m. is 1/√3
+    assert sem([1.0, 2.0, 3.0]) == pytest.approx(1 / np.sqrt(3))
+    assert np.isnan(sem([0.7]))

@@ -77,7 +77,7 @@ def _fig8(functions: int):
     from learnscope.bias.config import parse_config
     from learnscope.bundled import resolve_config_path
 
-    raw = tomllib.loads(resolve_config_path("fig8_backprop_mlp").read_text())
+    raw = tomllib.loads(resolve_config_path("fig8_backprop_mlp", "bias").read_text())
     raw["series"] = raw["series"][:functions]
     result = run_experiment(parse_config(raw), progress=False)
     return result, result.metrics["functions"]

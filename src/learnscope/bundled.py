@@ -5,27 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.fileio import shown
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "configs"
 
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file path, or the name of a bundled config (``fig2_kernel_sphere``)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    bundled = BUNDLED_DIR / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
-    if bundled.is_file() and p.parent == Path("."):
-        return bundled
-    available = sorted(x.stem for x in BUNDLED_DIR.glob("*.toml"))
-    if p.parent == Path(".") and p.suffix == "":
-        raise UnknownNameError("config (no such file or bundled config)", p.name, available)
-    raise ConfigError(f"config file {str(p)!r} does not exist (bundled configs: {', '.join(available)})")
+APPLICATIONS = ("bias", "identify")
 
 
 def bundled_configs(application: str) -> list[Path]:
     """The bundled configs of one application: ``identify_*.toml`` for identify, the others for bias."""
+    if application not in APPLICATIONS:
+        raise UnknownNameError("application", application, APPLICATIONS)
     paths = sorted(BUNDLED_DIR.glob("*.toml"))
-    if application == "identify":
-        return [p for p in paths if p.stem.startswith("identify_")]
-    return [p for p in paths if not p.stem.startswith("identify_")]
+    is_identify = application == "identify"
+    return [p for p in paths if p.stem.startswith("identify_") == is_identify]
+
+
+def resolve_config_path(name_or_path: str | Path, application: str) -> Path:
+    """A config file path, or the name of one of ``application``'s bundled configs (``fig2_kernel_sphere``).
+
+    Raises :class:`~learnscope.errors.UnknownNameError` for a bare name that is neither a file nor a bundled config
+    of ``application`` (suggesting the nearest of those), and :class:`~learnscope.errors.ConfigError` for a folder or
+    a path that does not exist.
+    """
+    what = "grid config" if application == "identify" else "config"
+    p = Path(name_or_path)
+    if p.is_dir():
+        raise ConfigError(f"{shown(p)} is a folder; give a {what} file (.toml) or the name of a bundled {what}")
+    if p.is_file():
+        return p
+    available = {x.stem: x for x in bundled_configs(application)}
+    bare = p.parent == Path(".") and p.suffix in ("", ".toml")
+    if bare and p.stem in available:
+        return available[p.stem]
+    if bare and p.suffix == "":
+        raise UnknownNameError(f"{what} (no such file or bundled {application} config)", p.name, available)
+    raise ConfigError(f"{what} file {shown(p)!r} does not exist (bundled {application} configs: "
+                      f"{', '.join(available)})")

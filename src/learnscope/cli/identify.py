@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from learnscope.bundled import bundled_configs
-from learnscope.cli._common import friendly_errors
+from learnscope.cli._common import FORCE_HELP, friendly_errors
 
 app = typer.Typer(help="Which learning rule is this circuit using?", no_args_is_help=True)
 
@@ -21,45 +21,98 @@ def simulate_cmd(
     backend: str = typer.Option("loky", help="loky (local processes), dask (dask.distributed) or sequential."),
     scheduler: str | None = typer.Option(None, help="Address of a running dask scheduler (with --backend dask)."),
     progress: bool = typer.Option(True, help="Show a progress bar over networks."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Retrain the networks whose status is 'failed' (an error). Diverged "
+                                           "networks are kept: training is deterministic, they would diverge again."),
+    repair: bool = typer.Option(False, "--repair",
+                                help="Remove the files of networks whose store files are broken (truncated, "
+                                     "missing, altered) so that they are retrained."),
 ) -> None:
-    """Train every network of a grid and record its observables into a Parquet store (resumable)."""
+    """Train every network of a grid and record its observables into a Parquet store (resumable).
+
+    Everything is checked before the first network: the grid (a training shorter than its checkpoints, an
+    architecture a task cannot take), --out and the files already in the store. Several runs may share one store:
+    they split the networks and none is trained twice. Exits 3 when any network of the grid failed or diverged
+    (warning: lines say how many and why).
+    """
+    from learnscope.cli._common import exit_on_warnings
     from learnscope.errors import check_positive_int
-    from learnscope.identify.grid import expand, load_grid
-    from learnscope.identify.simulate import simulate
+    from learnscope.fileio import shown
+    from learnscope.identify.grid import load_grid
+    from learnscope.identify.simulate import outcome_warnings, prepare
 
     check_positive_int("--jobs", jobs)
     grid = load_grid(config)
-    typer.echo(f"{len(expand(grid))} networks, {len(grid['conditions'])} measurement condition(s) -> {out}")
-    counts = simulate(grid, out, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress)
+    plan = prepare(grid, out, backend=backend, retry_failed=retry_failed, repair=repair)
+    if plan.repaired:
+        ids = ", ".join(d.network_id for d in plan.repaired[:5]) + (" …" if len(plan.repaired) > 5 else "")
+        typer.echo(f"repair: removed the broken files of {len(plan.repaired)} network(s) ({ids}); they are "
+                   "retrained now", err=True)
+    retried = f", {plan.retried} failed ones retried" if plan.retried else ""
+    typer.echo(f"{len(plan.specs)} networks, {len(grid['conditions'])} measurement condition(s) -> {shown(out)}: "
+               f"{len(plan.pending)} to train, {plan.already_done} already done{retried}")
+    counts = plan.run(jobs=jobs, scheduler=scheduler, progress=progress,
+                      notify=lambda message: typer.echo(message, err=True))
+    if not counts["elsewhere"]:
+        counts.pop("elsewhere")
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    statuses = plan.store.statuses()
+    in_grid = [statuses[s["network_id"]] for s in plan.specs if s["network_id"] in statuses]
+    typer.echo(f"store: {in_grid.count('ok')} ok, {in_grid.count('failed')} failed, "
+               f"{in_grid.count('diverged')} diverged (of {len(plan.specs)})")
+    exit_on_warnings(outcome_warnings(plan.store, plan.specs))
 
 
 @app.command("info")
 @friendly_errors
 def info_cmd(store: Path = typer.Argument(..., help="A store directory written by `identify simulate`.")) -> None:
-    """Counts of finished networks by rule, task, architecture and status."""
+    """Counts of the store's networks by status, rule, task and architecture; checks every file of the store.
+
+    A store with broken files (truncated, missing, altered) is one error: line naming the networks and the remedy.
+    """
+    from learnscope.errors import StoreError
+    from learnscope.fileio import shown
     from learnscope.identify.grid import expand
     from learnscope.identify.store import Store
 
     s = Store.open(store)
-    nets = s.networks()
-    total = len(expand(s.meta["grid"]))
-    typer.echo(f"{store}: {len(nets)} of {total} networks finished (schema {s.meta['schema_version']})")
+    scan = s.scan()
+    if scan.damages:
+        raise StoreError(s.damage_message(scan.damages))
+    nets = scan.networks
+    try:
+        total = str(len(expand(s.meta["grid"])))
+    except Exception:  # noqa: BLE001 - a store written by hand (tests, other tools) may hold no expandable grid
+        total = "?"
+    status = nets.status.value_counts() if not nets.empty else {}
+    n_ok, n_failed, n_div = (int(status.get(k, 0)) for k in ("ok", "failed", "diverged"))
+    todo = f"; {int(total) - len(nets)} not simulated yet" if total != "?" and int(total) > len(nets) else ""
+    typer.echo(f"{shown(store)}: {n_ok} ok, {n_failed} failed, {n_div} diverged (of {total}{todo}; store schema "
+               f"{s.meta['schema_version']})")
     if nets.empty:
         return
-    for column in ("status", "rule", "task", "architecture"):
-        counts = nets.groupby(column).size()
-        typer.echo(f"  by {column}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for column in ("rule", "task", "architecture"):
+        if column in nets:
+            counts = nets.groupby(column).size()
+            typer.echo(f"  by {column}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     bad = nets[nets.status != "ok"]
     for _, r in bad.head(10).iterrows():
-        typer.echo(f"  {r.status}: {r.network_id} ({r.rule}, {r.task}, {r.architecture}): {r.reason}")
+        typer.echo(f"  {r.status}: {r.network_id} ({r.get('rule')}, {r.get('task')}, {r.get('architecture')}): "
+                   f"{r.get('reason')}")
+    if len(bad) > 10:
+        typer.echo(f"  … and {len(bad) - 10} more")
+    if n_failed:
+        typer.echo("  (retrain the failed ones with `learnscope identify simulate <grid config> --out "
+                   f"{shown(store)} --retry-failed`)")
 
 
 @app.command("configs")
 def configs() -> None:
-    """List the bundled grid configs."""
+    """List the bundled grid configs (for `identify simulate`), each with its one-line description."""
     for path in bundled_configs("identify"):
-        typer.echo(path.stem)
+        lines = path.read_text().splitlines()
+        about = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("#")), "")
+        typer.echo(f"{path.stem:16s} {about}".rstrip())
 
 
 @app.command("fit")
@@ -71,14 +124,26 @@ def fit_cmd(
     obs_class: str = typer.Option("all", help="Statistics to use: all, weight, act or grad."),
     condition: str = typer.Option("clean", help="Measurement condition of the store to train on."),
     seed: int = typer.Option(0),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it is a model file already."),
 ) -> None:
-    """Fit a rule classifier on every (network, layer) of a store, for `identify predict`."""
-    from learnscope.identify.predict import fit_model
+    """Fit a rule classifier on every (network, layer) of a store, for `identify predict`.
 
-    info = fit_model(store, out, classifier=classifier, obs_class=obs_class, condition=condition, seed=seed)
+    The store's finished networks must use at least two rules.
+    --out is written atomically; an existing file is replaced only with --force, and only if it is a model.
+    """
+    from learnscope.cli._common import warn
+    from learnscope.fileio import shown
+    from learnscope.identify.predict import fit_model, support_text, unbalanced_warning
+
+    info = fit_model(store, out, classifier=classifier, obs_class=obs_class, condition=condition, seed=seed,
+                     force=force)
     typer.echo(f"{classifier} on {info['n_rows']} layers of {info['n_networks']} networks, "
                f"{len(info['obs_names'])} statistics × {info['n_checkpoints']} checkpoints, rules "
-               f"{', '.join(info['classes'])} -> {out}")
+               f"{', '.join(info['classes'])} -> {shown(out)}")
+    typer.echo(f"support: {support_text(info['support'])}")
+    unbalanced = unbalanced_warning(info["support"])
+    if unbalanced:
+        warn(unbalanced)
 
 
 @app.command("predict")
@@ -89,17 +154,42 @@ def predict_cmd(
     subset: str = typer.Option("strict", help="strict, or auto: refit on the statistics/checkpoints present."),
     out: Path | None = typer.Option(None, "--out", help="Write the per-layer probabilities to this CSV."),
 ) -> None:
-    """Rule probabilities per layer and per network for your own recordings."""
-    from learnscope.identify.predict import predict_recordings
+    """Rule probabilities per layer and per network for your own recordings.
 
+    With --subset auto, checkpoints 0..k-1 are read as evenly spaced over learning, other numbers as the model's.
+    --out is written atomically.
+    """
+    from learnscope.cli._common import warn
+    from learnscope.fileio import shown
+    from learnscope.identify.predict import (
+        check_table_out,
+        describe_checkpoints,
+        predict_recordings,
+        support_text,
+        write_table,
+    )
+
+    if out is not None:
+        check_table_out(out, protect={"recordings": recordings, "model": model})
     per_layer, per_network, info = predict_recordings(model, recordings, subset=subset)
     if info["refitted"]:
-        typer.echo(f"refitted {info['classifier']} on {info['statistics_used']} statistics and "
-                   f"{info['checkpoints']} checkpoints", err=True)
+        recorded, used = info["recording_checkpoints"], info["training_checkpoints_used"]
+        if recorded == used:
+            mapping = f" (model checkpoints {describe_checkpoints(used)}, matched by number)"
+        else:
+            mapping = (f" (your {describe_checkpoints(recorded)} taken as evenly spaced over learning = model "
+                       f"checkpoints {describe_checkpoints(used)})")
+        missing = info["statistics_missing"]
+        typer.echo(f"refitted {info['classifier']} on {info['statistics_used']} statistics"
+                   f"{' (without ' + ', '.join(missing) + ')' if missing else ''} and "
+                   f"{info['checkpoints']} checkpoints{mapping}", err=True)
+    typer.echo(f"model: {info['classifier']} trained on {support_text(info['support'])}")
+    if info["unbalanced"]:
+        warn(info["unbalanced"])
     typer.echo(per_network.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if out is not None:
-        per_layer.to_csv(out, index=False)
-        typer.echo(f"per-layer probabilities: {out}")
+        write_table(per_layer, out)
+        typer.echo(f"per-layer probabilities: {shown(out)}")
 
 
 @app.command("classify")
@@ -111,23 +201,59 @@ def classify_cmd(
     grid: str = typer.Option("reduced", help="Hyper-parameter grids: original (the paper's), reduced or none."),
     n_splits: int = typer.Option(10, "--n-splits", help="Outer 75/25 network-grouped splits."),
     seed: int = typer.Option(0),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar over model fits."),
 ) -> None:
     """Every analysis of the paper on a store: main table, noise, subsampling, temporal, held-out, importances.
 
     Reported numbers use network-grouped splits (all layers of a network on one side); the original row-level
-    splits are reported beside them for the "all" class so the leakage gap is visible.
+    splits are reported beside them for the "all" class so the leakage gap is visible. Before fitting, it prints
+    how many model fits it will run, with which classifiers and splits, and a rough time estimate.
     """
     from learnscope.cli._common import staged_output
-    from learnscope.identify.analyses import run_all
+    from learnscope.fileio import shown
 
     names = tuple(c.strip() for c in classifiers.split(",") if c.strip())
     with staged_output(out, force) as stage:
-        results = run_all(store, stage, classifiers=names, grid=grid, n_splits=n_splits, seed=seed,
-                          progress=progress)
-    main = results.get("main_table", {})
-    for cell in main.get("cells", []):
-        typer.echo(f"{cell.get('classifier', '?'):8s} {cell.get('obs_class', '?'):7s} accuracy "
-                   f"{cell.get('accuracy_mean', float('nan')):.3f} ± {cell.get('accuracy_sem', float('nan')):.3f}")
-    typer.echo(f"report: {out / 'report.html'}")
+        results = write_classify_run(store, stage, classifiers=names, grid=grid, n_splits=n_splits, seed=seed,
+                                     progress=progress)
+    print_main_table(results)
+    typer.echo(f"report: {shown(out / 'report.html')}")
+
+
+def print_main_table(results: dict) -> None:
+    """One line per (classifier, observable class): network-grouped test accuracy ± s.e.m. over splits."""
+    for cell in results["main_table"]["cells"]:
+        sem = cell["accuracy_sem"]
+        typer.echo(f"{cell['classifier']:8s} {cell['obs_class']:7s} accuracy {cell['accuracy_mean']:.3f}"
+                   + (f" ± {sem:.3f}" if sem is not None else " (one split: no s.e.m.)"))
+
+
+def write_classify_run(store: Path, stage: Path, *, classifiers: tuple[str, ...], grid: str, n_splits: int, seed: int,
+                       progress: bool) -> dict:
+    """Print the plan and its time estimate, run every analysis on ``store``, and write the run directory and its
+    report into ``stage``; returns the results (:class:`learnscope.identify.tables.ClassifyResults`)."""
+    from learnscope.fileio import shown
+    from learnscope.identify.classify import plan_all
+    from learnscope.report.identify_report import write_report
+    from learnscope.results import write_run_dir
+
+    plan = plan_all(store, classifiers=classifiers, grid=grid, n_splits=n_splits, seed=seed)
+    s, d = plan.settings, plan.dataset
+    typer.echo(f"{shown(store)}: {d['n_networks']} networks, {len(d['rules'])} rules, {len(d['tasks'])} "
+               f"task(s), {len(d['architectures'])} architecture(s), {len(d['conditions'])} condition(s)")
+    per = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in plan.fits_per_analysis.items() if v)
+    typer.echo(f"plan: {plan.n_fits} model fits ({s['n_splits']} network-grouped outer splits for each "
+               f"classifier × dataset; grid '{s['grid']}')")
+    typer.echo(f"  per analysis (a fit shared by several counted once): {per}")
+    typer.echo(f"  classifiers: {', '.join(s['classifiers'])} (main table, held-out, performance baseline); "
+               f"{', '.join(s['curve_classifiers'])} (noise, subsampling, temporal curves); "
+               f"{s['importance_classifier']} (importances)")
+    est = plan.estimate_seconds()
+    typer.echo(f"  estimated time: about {f'{est / 60:.0f} min' if est >= 90 else f'{max(est, 1):.0f} s'} "
+               "(rough: from one timed fit per classifier)")
+    results = plan.run(progress)
+    write_run_dir(stage, kind="identify-classify", metrics=results,
+                  config={"classify": {"store": shown(store), **results["settings"]}})
+    write_report(results, stage)
+    return results

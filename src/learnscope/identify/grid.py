@@ -11,8 +11,17 @@ Config tables::
     [[conditions]] measurement conditions (name, frac, sigma, noise_mode, seed, gradavg_mode, weight_norm_mode);
                   default: one clean condition
 
-Architectures are names: ``mlp_3x256`` (3 hidden ReLU layers of 256 units), ``mlp_2x64``, … and ``cnn``
-(the KNet-like 4-layer ConvNet). Every job spec is a plain JSON-serialisable dict with a stable ``network_id``.
+Architectures are ``cnn`` (the KNet-like 4-layer ConvNet, for the tasks with an image layout), any ``mlp_<L>x<W>``
+(L hidden ReLU layers of W units: ``mlp_3x256``, ``mlp_2x64``, …) or a list of hidden sizes (``[160, 80]``, named
+``mlp_160-80`` in the store; a list of equal sizes is named ``mlp_<L>x<W>``, so ``[64, 64, 64]`` is ``mlp_3x64``).
+Every job spec is a plain JSON-serialisable dict with a stable ``network_id`` (the ids of grids written with
+architecture names are unchanged, so existing stores keep resuming).
+
+:func:`parse_grid` rejects, before any work, every grid that cannot train: besides names and values, a training
+with fewer optimisation steps than checkpoints at any batch size. :func:`check_feasible` goes further (it loads
+the tasks): it builds every (task, architecture) circuit and takes one step of every rule on it, so impossible
+pairs (``cnn`` with a task without an image layout, ``dfa`` on ``cnn``, ``n_train`` larger than a dataset) are
+one error before the first network, not a store full of failed ones.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ import numpy as np
 
 from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError, check_positive_int, nearest_name
+from learnscope.fileio import shown
 from learnscope.identify.observables import Condition
 from learnscope.plasticity.rules import RULES, make_rule
 
@@ -41,12 +51,78 @@ SECTIONS = ("grid", "training", "rules", "conditions", "run")
 TRAINING_DEFAULTS = {"epochs": 15, "checkpoints": 21, "weight_decay": 1e-4, "n_train": 1400, "n_probe": 128}
 DEFAULT_BASE_LR = {"adam": 1e-3}
 _MLP = re.compile(r"^mlp_(\d+)x(\d+)$")
+_MLP_SIZES = re.compile(r"^mlp_(\d+(?:-\d+)*)$")
+_MLP_LOOSE = re.compile(r"^\s*mlp[\s_-]*(\d+)\s*[x×*]\s*(\d+)\s*$", re.IGNORECASE)
+_ARCH_HELP = ("use 'cnn', any 'mlp_<L>x<W>' (L hidden layers of W units, e.g. 'mlp_3x64') or a list of hidden "
+              "sizes such as [160, 80]")
 
 
-def check_architecture(name: str) -> str:
-    if name == "cnn" or _MLP.match(name):
+def _unknown_architecture(name: object) -> UnknownNameError:
+    err = UnknownNameError("architecture", str(name), ["cnn"])
+    hint = ""
+    loose = _MLP_LOOSE.match(str(name))
+    if loose:
+        hint = f"; did you mean 'mlp_{int(loose[1])}x{int(loose[2])}'?"
+    elif nearest_name(str(name), ["cnn"]) is not None:
+        hint = "; did you mean 'cnn'?"
+    err.args = (f"unknown architecture {name!r}{hint} ({_ARCH_HELP})",)
+    return err
+
+
+def _sizes_name(sizes: list[int]) -> str:
+    if len(set(sizes)) == 1:
+        return f"mlp_{len(sizes)}x{sizes[0]}"
+    return "mlp_" + "-".join(str(w) for w in sizes)
+
+
+def check_architecture(name: object) -> str:
+    """The store name of an architecture entry of a grid: ``cnn``, ``mlp_<L>x<W>`` (kept exactly as written, so
+    network ids do not change), or a list of hidden sizes / ``mlp_<w1>-<w2>-…`` (named by :func:`_sizes_name`)."""
+    if isinstance(name, list):
+        if not name:
+            raise ConfigError(f"[grid] architecture [] lists no hidden layer ({_ARCH_HELP})")
+        if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in name):
+            raise ConfigError(f"[grid] architecture {name!r}: hidden sizes must be positive integers ({_ARCH_HELP})")
+        return _sizes_name(list(name))
+    if not isinstance(name, str):
+        raise _unknown_architecture(name)
+    if name == "cnn":
         return name
-    raise UnknownNameError("architecture", name, ["cnn", "mlp_3x256", "mlp_3x64", "mlp_2x256", "mlp_4x128"])
+    m = _MLP.match(name)
+    if m:
+        if int(m[2]) == 0:
+            raise ConfigError(f"[grid] architecture {name!r} has hidden layers of width 0; use a width >= 1")
+        return name
+    m = _MLP_SIZES.match(name)
+    if m:
+        sizes = [int(w) for w in m[1].split("-")]
+        if min(sizes) == 0:
+            raise ConfigError(f"[grid] architecture {name!r} has a hidden layer of width 0; use widths >= 1")
+        return _sizes_name(sizes)
+    raise _unknown_architecture(name)
+
+
+def hidden_sizes(architecture: str) -> list[int] | None:
+    """The hidden-layer widths of an MLP architecture name (``mlp_3x64`` -> [64, 64, 64]); ``None`` for ``cnn``."""
+    if architecture == "cnn":
+        return None
+    m = _MLP.match(architecture)
+    if m:
+        return [int(m[2])] * int(m[1])
+    m = _MLP_SIZES.match(architecture)
+    if m:
+        return [int(w) for w in m[1].split("-")]
+    raise _unknown_architecture(architecture)
+
+
+def circuit_for(architecture: str, input_shape: tuple[int, ...], n_out: int):
+    """The circuit an architecture name describes for inputs of ``input_shape`` and ``n_out`` outputs."""
+    from learnscope.circuits import MLP, ConvNet
+
+    sizes = hidden_sizes(architecture)
+    if sizes is None:
+        return ConvNet(in_shape=tuple(input_shape), n_out=n_out)
+    return MLP([int(np.prod(input_shape)), *sizes, n_out])
 
 
 def _list(table: dict, key: str, where: str) -> list:
@@ -88,7 +164,8 @@ def parse_grid(raw: dict) -> dict:
     seeds = _list(grid, "seeds", "grid")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ConfigError(f"[grid] seeds must be integers >= 0, got {seeds!r}")
-    for name, values in (("tasks", tasks), ("architectures", archs), ("rules", rules), ("seeds", seeds)):
+    for name, values in (("tasks", tasks), ("architectures", archs), ("rules", rules), ("seeds", seeds),
+                         ("batch_sizes", batch_sizes)):
         if len(set(values)) != len(values):
             raise ConfigError(f"[grid] {name} has duplicates: {values}")
 
@@ -104,6 +181,7 @@ def parse_grid(raw: dict) -> dict:
     spread = training.get("lr_spread", 1.0)
     if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not (1 <= spread < math.inf):
         raise ConfigError(f"training.lr_spread must be a number >= 1 (1 = no spread), got {spread!r}")
+    _check_steps(batch_sizes, training)
 
     rule_tables = raw.get("rules") or {}
     _check_keys(rule_tables, RULES, "rules")
@@ -134,13 +212,79 @@ def parse_grid(raw: dict) -> dict:
     }
 
 
+def _check_steps(batch_sizes: list[int], training: dict) -> None:
+    """Refuse a training with fewer optimisation steps than checkpoints at any batch size of the grid.
+
+    A network of batch size b takes ``epochs · ⌈n / min(b, n)⌉`` steps (n = ``n_train``, the same for every task),
+    and its C checkpoints sit at distinct steps ``round(linspace(0, steps, C))`` only if ``steps >= C − 1``."""
+    n, epochs, checkpoints = training["n_train"], training["epochs"], training["checkpoints"]
+    short = []
+    for bs in batch_sizes:
+        per_epoch = math.ceil(n / min(bs, n))
+        if epochs * per_epoch + 1 < checkpoints:
+            short.append((bs, per_epoch))
+    if not short:
+        return
+    bs, per_epoch = max(short)  # the largest batch takes the fewest steps
+    total = epochs * per_epoch
+    need = math.ceil((checkpoints - 1) / per_epoch)
+    others = f" (also at batch size(s) {', '.join(str(b) for b, _ in sorted(short)[:-1])})" if len(short) > 1 else ""
+    raise ConfigError(
+        f"at batch size {bs}, {epochs} epoch(s) of {n} samples is {total} optimisation steps, too few for the "
+        f"{checkpoints} checkpoints (they need >= {checkpoints - 1} steps){others}; raise training.epochs to "
+        f"{need} or lower training.checkpoints to {total + 1}"
+    )
+
+
+def check_feasible(grid: dict) -> None:
+    """Build every (task, architecture) circuit of a parsed grid and take one training step of every rule on it.
+
+    Loads each task once (seconds for the MNIST tasks). Raises :class:`ConfigError` naming the combination for
+    anything that would make its networks fail: ``cnn`` with a task without an image layout, ``n_train`` or
+    ``n_probe`` larger than a dataset, a rule that a circuit does not support (``dfa`` on ``cnn``), …"""
+    import torch
+
+    from learnscope.datasets import load_task
+    from learnscope.errors import LearnscopeError
+    from learnscope.plasticity.rules import cross_entropy_loss, mse_loss
+
+    g, tr = grid["grid"], grid["training"]
+    for task_name in g["tasks"]:
+        for image in sorted({a == "cnn" for a in g["architectures"]}):
+            try:
+                task = load_task(task_name, n_train=tr["n_train"], n_probe=tr["n_probe"], image=image)
+            except LearnscopeError as err:
+                if image and "image layout" in str(err):
+                    raise ConfigError(f"[grid] architecture 'cnn' needs a task with an image layout and task "
+                                      f"{task_name!r} has none ({err}); remove one of them from the grid") from None
+                raise ConfigError(f"[grid] task {task_name!r}: {err}") from None
+            loss_fn = cross_entropy_loss if task.kind == "classification" else mse_loss
+            x, y = task.x_train[:2], task.y_train[:2]
+            for arch in (a for a in g["architectures"] if (a == "cnn") == image):
+                for rule in g["rules"]:
+                    where = f"[grid] rule {rule!r} on architecture {arch!r} for task {task_name!r}"
+                    try:
+                        circuit = circuit_for(arch, task.input_shape, task.n_out)
+                        gen = torch.Generator().manual_seed(0)
+                        params = circuit.init_params(gen)
+                        r = make_rule({"name": rule, "weight_decay": tr["weight_decay"], **grid["rules"][rule]})
+                        state = r.init_state(circuit, params, gen)
+                        with torch.no_grad():
+                            circuit.forward(params, task.probe[:2], record=True)
+                        r.step(circuit, params, state, x, y, loss_fn)
+                    except LearnscopeError as err:
+                        raise ConfigError(f"{where}: {err}") from None
+                    except Exception as err:  # noqa: BLE001 - any failure here would fail every such network
+                        raise ConfigError(f"{where} cannot train: {type(err).__name__}: {err}") from None
+
+
 def load_grid(path: str | Path) -> dict:
-    """Read and validate a grid config file (a path or the name of a bundled config)."""
-    p = resolve_config_path(path)
+    """Read and validate a grid config file (a path or the name of a bundled identify config)."""
+    p = resolve_config_path(path, "identify")
     try:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{p}: not valid TOML ({err})") from None
+        raise ConfigError(f"{shown(p)}: not valid TOML ({err})") from None
     return parse_grid(raw)
 
 

@@ -16,7 +16,9 @@ tested and :math:`n_{\min} - n_\mathrm{test}` trained on ("category-balanced 75 
 Inner model selection (:func:`inner_cv`): ``GridSearchCV`` scored by accuracy over a shuffled, seeded
 ``StratifiedGroupKFold`` (groups = networks, 5 folds or fewer when a rule has fewer networks), or the original
 unshuffled ``StratifiedKFold(5)`` on rows (``inner="original"``). The best point is refitted on the whole
-training split. Failures raise (the original skipped them silently, spec §8 item 6).
+training split. Failures raise (the original skipped them silently, spec §8 item 6). :func:`fit_split` is that
+per-split fit, shared by :func:`evaluate` and the permutation importances of
+:mod:`learnscope.identify.runner`, so both fit the same model on the same split.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, Stratifi
 from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
 from learnscope.identify.classifiers import estimator_input, grid_size, make_classifier
 from learnscope.identify.dataset import TrajectoryDataset
+from learnscope.identify.tables import Evaluation
 
+DEFAULT_TEST_SIZE = 0.25
+"""Fraction of each rule's units (networks or rows) tested in an outer split ("category-balanced 75 %/25 %")."""
 SPLIT_MODES: tuple[str, ...] = ("network", "row", "heldout-arch", "heldout-task")
 INNER_MODES: tuple[str, ...] = ("grouped", "original")
 _HELDOUT_COLUMN = {"heldout-arch": "architecture", "heldout-task": "task"}
@@ -102,7 +107,7 @@ def balanced_counts(labels: np.ndarray, test_size: float) -> tuple[int, int]:
     return n_test, n_min - n_test
 
 
-def get_splits(meta: pd.DataFrame, n_splits: int = 10, test_size: float = 0.25, seed: int = 0,
+def get_splits(meta: pd.DataFrame, n_splits: int = 10, test_size: float = DEFAULT_TEST_SIZE, seed: int = 0,
                mode: str = "network") -> list[Split]:
     """Outer train/test splits of the rows of ``meta`` (columns ``rule``, ``network_id``, ``architecture``,
     ``task``); see the module docstring. ``n_splits``, ``test_size`` and ``seed`` do not apply to held-out
@@ -163,8 +168,31 @@ def _plain(v: Any) -> Any:
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _sem(x: np.ndarray) -> float:
+def sem(x: Any) -> float:
+    """Standard error of the mean over splits, ``std(ddof=1) / √n``; NaN for fewer than two values."""
+    x = np.asarray(x, dtype=np.float64)
     return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def fit_split(classifier_name: str, grid: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int, *,
+              inner: str = "grouped", scaling: str = "standard") -> tuple[Any, dict[str, Any]]:
+    """Fit ``classifier_name`` on one outer split's training rows ``X``, ``y`` (network ids ``groups``).
+
+    The estimator is seeded with ``seed`` (:func:`split_seed_for` of the split). A grid of one point is set and
+    fitted directly; a larger grid is searched by ``GridSearchCV`` (accuracy, :func:`inner_cv` seeded with
+    ``seed``; networks as groups when ``inner="grouped"``) and its best point refitted on all of ``X``.
+    Returns ``(fitted model, the chosen grid point)``. Warnings (e.g. ``ConvergenceWarning``) propagate to the
+    caller, who decides whether to count or silence them.
+    """
+    estimator, param_grid = make_classifier(classifier_name, grid, random_state=seed, scaling=scaling)
+    if grid_size(param_grid) == 1:
+        point = {k: v[0] for k, v in param_grid.items()} if isinstance(param_grid, dict) else {}
+        return estimator.set_params(**point).fit(X, y), point
+    cv = inner_cv(y, groups, seed, inner)
+    search = GridSearchCV(estimator, param_grid, scoring="accuracy", cv=cv, n_jobs=1, refit=True,
+                          error_score="raise")
+    model = search.fit(X, y, groups=groups if inner == "grouped" else None).best_estimator_
+    return model, search.best_params_
 
 
 def dprime(cm: np.ndarray) -> np.ndarray:
@@ -182,8 +210,9 @@ def dprime(cm: np.ndarray) -> np.ndarray:
 
 def evaluate(dataset: TrajectoryDataset, classifier_name: str, split_mode: str = "network", grid: str = "reduced",
              n_splits: int = 10, seed: int = 0, progress: Callable[[int, int], None] | None = None, *,
-             test_size: float = 0.25, inner: str = "grouped", scaling: str = "standard") -> dict:
-    """Outer splits × inner grid search for ``classifier_name`` on ``dataset``; returns a JSON-ready dict:
+             test_size: float = DEFAULT_TEST_SIZE, inner: str = "grouped", scaling: str = "standard") -> Evaluation:
+    """Outer splits × inner grid search (:func:`fit_split`) for ``classifier_name`` on ``dataset``; returns an
+    :class:`~learnscope.identify.tables.Evaluation`:
 
     ``accuracy_mean/_sem/_per_split``, ``balanced_accuracy_mean/_sem/_per_split`` (s.e.m. = std(ddof=1)/√splits),
     ``labels`` (sorted rules), ``confusion_matrix`` (summed over splits, rows actual, columns predicted, in
@@ -206,22 +235,11 @@ def evaluate(dataset: TrajectoryDataset, classifier_name: str, split_mode: str =
     acc, bacc, params, n_train, n_test = [], [], [], [], []
     n_conv = 0
     for i, split in enumerate(splits):
-        split_seed = split_seed_for(seed, i)
-        estimator, param_grid = make_classifier(classifier_name, grid, random_state=split_seed, scaling=scaling)
-        Xtr, ytr, Xte, yte = X[split.train], y[split.train], X[split.test], y[split.test]
+        Xte, yte = X[split.test], y[split.test]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            if grid_size(param_grid) == 1:
-                point = {k: v[0] for k, v in param_grid.items()} if isinstance(param_grid, dict) else {}
-                model = estimator.set_params(**point).fit(Xtr, ytr)
-                chosen = point
-            else:
-                cv = inner_cv(ytr, groups[split.train], split_seed, inner)
-                search = GridSearchCV(estimator, param_grid, scoring="accuracy", cv=cv, n_jobs=1, refit=True,
-                                      error_score="raise")
-                fit_groups = groups[split.train] if inner == "grouped" else None
-                model = search.fit(Xtr, ytr, groups=fit_groups).best_estimator_
-                chosen = search.best_params_
+            model, chosen = fit_split(classifier_name, grid, X[split.train], y[split.train], groups[split.train],
+                                      split_seed_for(seed, i), inner=inner, scaling=scaling)
             pred = model.predict(Xte)
         for w in caught:
             if issubclass(w.category, ConvergenceWarning):
@@ -239,12 +257,12 @@ def evaluate(dataset: TrajectoryDataset, classifier_name: str, split_mode: str =
     rows = cm_total.sum(axis=1)
     recall = np.divide(np.diag(cm_total), rows, out=np.full(len(labels), np.nan), where=rows > 0)
     acc_a, bacc_a = np.array(acc), np.array(bacc)
-    result = {
+    result: Evaluation = {
         "classifier": classifier_name, "split_mode": split_mode, "grid": grid, "seed": int(seed),
         "inner": inner, "scaling": scaling, "condition": dataset.condition, "obs_names": list(dataset.obs_names),
         "checkpoints": [int(c) for c in dataset.checkpoints], "n_splits": len(splits),
-        "accuracy_mean": float(acc_a.mean()), "accuracy_sem": _sem(acc_a), "accuracy_per_split": acc,
-        "balanced_accuracy_mean": float(bacc_a.mean()), "balanced_accuracy_sem": _sem(bacc_a),
+        "accuracy_mean": float(acc_a.mean()), "accuracy_sem": sem(acc_a), "accuracy_per_split": acc,
+        "balanced_accuracy_mean": float(bacc_a.mean()), "balanced_accuracy_sem": sem(bacc_a),
         "balanced_accuracy_per_split": bacc,
         "labels": [str(v) for v in labels], "confusion_matrix": cm_total.tolist(),
         "per_class_recall": {str(k): float(v) for k, v in zip(labels, recall, strict=True)},

@@ -5,14 +5,27 @@ the circuit with its rule, and at each of the evenly spaced checkpoints (initial
 every layer's 45 observables under every measurement condition, from the same raw tensors. :func:`simulate`
 runs all unfinished jobs of a grid through joblib (loky processes locally, dask.distributed on a cluster)
 and each job writes its own files into the :class:`~learnscope.identify.store.Store`.
+
+:func:`prepare` checks everything before any work (backend, store location, the grid's feasibility, damaged
+files) and returns a :class:`Plan` that :meth:`Plan.run` executes; :func:`simulate` is both. Each job trains its
+network only while it holds the network's lock in the store, so concurrent runs on one store split the work
+(a run waits at the end for the networks another run is still training). A rerun retrains nothing that is
+committed, except, with ``retry_failed``, the networks whose status is ``failed`` (an error: a bug, a missing
+resource). ``diverged`` networks are kept: training is deterministic, so a diverged network is the rule's
+legitimate outcome at that learning rate and would diverge again; lower the rule's lr to change it.
+:func:`outcome_warnings` groups the failed and diverged networks of a store by reason.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import re
 import time
 import traceback
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +34,12 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from learnscope.circuits import MLP, Circuit, ConvNet
+from learnscope.circuits import Circuit
 from learnscope.datasets import Task, load_task
-from learnscope.errors import ConfigError, UnknownNameError
-from learnscope.identify.grid import expand
+from learnscope.errors import ConfigError, StoreError, UnknownNameError, check_positive_int
+from learnscope.identify.grid import check_feasible, circuit_for, expand
 from learnscope.identify.observables import ALL_OBS, Condition, measure_layer
-from learnscope.identify.store import Store
+from learnscope.identify.store import Damage, Store
 from learnscope.plasticity.rules import angle_between, cross_entropy_loss, make_rule, mse_loss
 
 BACKENDS = ("loky", "dask", "sequential")
@@ -38,11 +51,7 @@ class Diverged(Exception):
 
 def build_circuit(architecture: str, task: Task) -> Circuit:
     """The circuit an architecture name describes, sized for the task's inputs and outputs."""
-    if architecture == "cnn":
-        return ConvNet(in_shape=task.input_shape, n_out=task.n_out)
-    depth, width = (int(v) for v in architecture.removeprefix("mlp_").split("x"))
-    d_in = int(np.prod(task.input_shape))
-    return MLP([d_in, *([width] * depth), task.n_out])
+    return circuit_for(architecture, task.input_shape, task.n_out)
 
 
 def checkpoint_steps(total_steps: int, checkpoints: int) -> np.ndarray:
@@ -174,53 +183,169 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
     return row, obs
 
 
-def _run_and_write(spec: dict, root: str) -> tuple[str, str]:
-    row, obs = train_and_record(spec)
-    Store.open(Path(root)).write_network(spec["network_id"], row, obs)
-    return spec["network_id"], row["status"]
+def _run_and_write(spec: dict, root: str, stamp: tuple | None, wait: bool) -> tuple[str, str]:
+    """Train and commit one network while holding its lock: ``(network_id, status)``, where status is ``busy``
+    (another process holds it; only without ``wait``) or ``elsewhere`` (committed by another process since it was
+    planned) when this process did not train it."""
+    store = Store.open(Path(root))
+    network_id = spec["network_id"]
+    with store.claim(network_id, wait=wait) as mine:
+        if not mine:
+            return network_id, "busy"
+        if store.stamp(network_id) != stamp:
+            return network_id, "elsewhere"
+        row, obs = train_and_record(spec)
+        store.write_network(network_id, row, obs)
+    return network_id, row["status"]
+
+
+@dataclass
+class Plan:
+    """A checked simulation: the store, every job of the grid, and the jobs to train now (see :func:`prepare`)."""
+
+    store: Store
+    grid: dict
+    specs: list[dict]
+    pending: list[dict]
+    backend: str
+    stamps: dict[str, tuple | None] = field(default_factory=dict)
+    repaired: list[Damage] = field(default_factory=list)
+    retried: int = 0
+
+    @property
+    def already_done(self) -> int:
+        return len(self.specs) - len(self.pending)
+
+    def run(self, jobs: int = 1, scheduler: str | None = None, progress: bool = True,
+            notify: Callable[[str], None] | None = None) -> dict:
+        """Train the pending jobs; returns counts: total, already_done, ok / diverged / failed (trained by this
+        run) and elsewhere (trained meanwhile by another process on the same store)."""
+        check_positive_int("jobs", jobs)
+        counts = {"total": len(self.specs), "already_done": self.already_done, "ok": 0, "diverged": 0, "failed": 0,
+                  "elsewhere": 0}
+        if not self.pending:
+            return counts
+        root = str(self.store.root.resolve())
+        by_id = {s["network_id"]: s for s in self.pending}
+        bar = tqdm(total=len(self.specs), initial=self.already_done, desc="networks", disable=not progress,
+                   unit="net", smoothing=0.1)
+        try:
+            todo, wait = list(self.pending), False
+            while todo:
+                busy = []
+                jobs_now = [(spec, self.stamps.get(spec["network_id"]), wait) for spec in todo]
+                for network_id, status in _results(jobs_now, root, jobs, self.backend, scheduler):
+                    if status == "busy":
+                        busy.append(by_id[network_id])
+                        continue
+                    counts[status] += 1
+                    bar.update(1)
+                if busy and notify is not None:
+                    notify(f"waiting for {len(busy)} network(s) that another process is training on this store")
+                todo, wait = busy, True
+        finally:
+            bar.close()
+        return counts
+
+
+def prepare(grid: dict, out: Path, *, backend: str = "loky", retry_failed: bool = False,
+            repair: bool = False) -> Plan:
+    """Check everything a simulation needs before any work, create (or reopen) the store, and plan the jobs.
+
+    Raises (nothing trained, nothing removed unless ``repair``) :class:`UnknownNameError` for a bad backend,
+    :class:`StoreError` for an unusable ``out`` (a file, a foreign directory, a store of another grid) or a store
+    with damaged files (unless ``repair``, which removes them so they are retrained),
+    :class:`~learnscope.errors.EnvironmentFailure` for an ``out`` without write permission, and
+    :class:`ConfigError` for a grid that cannot train (:func:`~learnscope.identify.grid.check_feasible`).
+    ``retry_failed`` retrains the networks whose status is ``failed`` (not ``diverged``: see the module docstring).
+    """
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend", backend, BACKENDS)
+    if backend == "dask" and importlib.util.find_spec("distributed") is None:
+        raise ConfigError("the dask backend needs dask.distributed: pip install 'learnscope[dask]'")
+    out = Path(out)
+    Store.check_target(out, grid)
+    specs = expand(grid)
+    if not (out / "store.json").exists():
+        check_feasible(grid)
+        return Plan(Store.create(out, grid), grid, specs, list(specs), backend, stamps={})
+    store = Store.create(out, grid)
+    scan = store.scan()
+    repaired: list[Damage] = []
+    if scan.damages:
+        if not repair:
+            raise StoreError(store.damage_message(scan.damages))
+        repaired = store.remove(scan.damages)
+        left = [d for d in scan.damages if d not in repaired]
+        if left:
+            raise StoreError(f"cannot repair {len(left)} network(s) now, another process holds them: "
+                             f"{', '.join(d.network_id for d in left[:5])}; rerun when it has finished")
+    statuses = scan.statuses
+    retry = {nid for nid, st in statuses.items() if st == "failed"} if retry_failed else set()
+    pending = [s for s in specs if s["network_id"] not in statuses or s["network_id"] in retry]
+    if pending:
+        check_feasible(grid)
+    stamps = {s["network_id"]: store.stamp(s["network_id"]) for s in pending}
+    retried = sum(s["network_id"] in retry for s in pending)
+    return Plan(store, grid, specs, pending, backend, stamps=stamps, repaired=repaired, retried=retried)
 
 
 def simulate(grid: dict, out: Path, *, jobs: int = 1, backend: str = "loky", scheduler: str | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, retry_failed: bool = False, repair: bool = False) -> dict:
     """Run every unfinished network of ``grid`` into the store at ``out``; returns counts by status.
 
     jobs : worker processes (loky) or, for dask without ``scheduler``, workers of a local cluster.
     backend : "loky" (local processes), "dask" (dask.distributed; ``scheduler`` is the address of a running
         scheduler, else a LocalCluster is started), or "sequential" (in this process, for debugging).
+    retry_failed, repair : see :func:`prepare`.
     """
-    if backend not in BACKENDS:
-        raise UnknownNameError("backend", backend, BACKENDS)
-    store = Store.create(out, grid)
-    specs = expand(grid)
-    done = store.finished_ids()
-    pending = [s for s in specs if s["network_id"] not in done]
-    counts = {"total": len(specs), "already_done": len(specs) - len(pending), "ok": 0, "diverged": 0, "failed": 0}
-    if not pending:
-        return counts
-    bar = tqdm(total=len(specs), initial=counts["already_done"], desc="networks", disable=not progress,
-               unit="net", smoothing=0.1)
-    for _, status in _results(pending, str(Path(out).resolve()), jobs, backend, scheduler):
-        counts[status] += 1
-        bar.update(1)
-    bar.close()
-    return counts
+    check_positive_int("jobs", jobs)
+    plan = prepare(grid, out, backend=backend, retry_failed=retry_failed, repair=repair)
+    return plan.run(jobs=jobs, scheduler=scheduler, progress=progress)
 
 
-def _results(pending: list[dict], root: str, jobs: int, backend: str, scheduler: str | None) -> Iterator[tuple]:
-    """(network_id, status) of each pending job as it finishes, from the chosen backend."""
+def _reason_key(status: str, reason: str) -> str:
+    return re.sub(r" at step \d+$", "", reason) if status == "diverged" else reason
+
+
+def outcome_warnings(store: Store, specs: list[dict]) -> list[str]:
+    """One line per (status, reason) group of the grid's failed and diverged networks, and one for networks not
+    simulated; empty when every network of ``specs`` is committed with status ok."""
+    nets = store.networks()
+    ids = {s["network_id"] for s in specs}
+    nets = nets[nets.network_id.isin(ids)] if not nets.empty else nets
+    lines = []
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for r in ([] if nets.empty else nets[nets.status != "ok"].itertuples()):
+        groups[(r.status, _reason_key(r.status, str(r.reason)))].append(r)
+    for (status, reason), members in sorted(groups.items(), key=lambda kv: (kv[0][0] != "failed", -len(kv[1]))):
+        rules = ", ".join(sorted({str(m.rule) for m in members}))
+        n = len(members)
+        hint = ("; fix the cause and rerun with --retry-failed" if status == "failed" else
+                "; that is the rule's outcome at that learning rate (kept; lower its lr in the grid to change it)")
+        lines.append(f"{n} network{'s' if n != 1 else ''} {status}: {reason} (rule {rules}; e.g. "
+                     f"{members[0].network_id}){hint}")
+    missing = len(ids) - (0 if nets.empty else len(nets))
+    if missing:
+        lines.append(f"{missing} network(s) of the grid are not simulated; rerun the same command")
+    return lines
+
+
+def _results(jobs: list[tuple], root: str, n_jobs: int, backend: str, scheduler: str | None) -> Iterator[tuple]:
+    """(network_id, status) of each job ``(spec, stamp, wait)`` as it finishes, from the chosen backend."""
     if backend == "sequential":
-        for spec in pending:
-            yield _run_and_write(spec, root)
+        for spec, stamp, wait in jobs:
+            yield _run_and_write(spec, root, stamp, wait)
         return
-    tasks = [delayed(_run_and_write)(spec, root) for spec in pending]
+    tasks = [delayed(_run_and_write)(spec, root, stamp, wait) for spec, stamp, wait in jobs]
     if backend == "loky":
-        yield from Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(tasks)
+        yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(tasks)
         return
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("the dask backend needs dask.distributed: pip install 'learnscope[dask]'") from None
-    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+    cluster = None if scheduler else LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)
     client = Client(scheduler or cluster)
     try:

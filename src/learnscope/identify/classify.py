@@ -1,0 +1,151 @@
+"""Every analysis a store supports, as ``learnscope identify classify`` runs them: plan first, then fit.
+
+:func:`plan_all` checks the settings and the store and plans the seven analyses of
+:mod:`learnscope.identify.analyses` without fitting anything, so a caller can say up front how many fits it will
+run (:attr:`ClassifyPlan.n_fits`) and about how long they will take (:meth:`ClassifyPlan.estimate_seconds`);
+:meth:`ClassifyPlan.run` fits them, each fit shared by several analyses once, and returns the tables.
+:func:`run_all` does both. Nothing here writes a file: the CLI passes the returned
+:class:`~learnscope.identify.tables.ClassifyResults` to :func:`learnscope.results.write_run_dir` (``metrics.json``)
+and then to :func:`learnscope.report.identify_report.write_report` (``report.html``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from learnscope.errors import check_positive_int
+from learnscope.identify.analyses import DEFAULT_KS, DEFAULT_MS, Source, plan_analyses
+from learnscope.identify.classifiers import estimator_input
+from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, load_frames
+from learnscope.identify.protocol import DEFAULT_TEST_SIZE
+from learnscope.identify.runner import Plan, Runner, check_classifiers, check_settings
+from learnscope.identify.tables import ClassifyResults, DatasetSummary, Settings
+from learnscope.results import to_jsonable
+
+
+def _summary(frames: Frames) -> DatasetSummary:
+    clean = clean_condition(frames)
+    ds = frames.dataset(clean["name"], "all")
+    nets = frames.networks
+    status = nets["status"].value_counts().to_dict() if "status" in nets else {}
+    return {
+        "source": frames.source, "clean_condition": clean["name"],
+        "n_networks": int(len(nets)), "status_counts": {str(k): int(v) for k, v in status.items()},
+        "n_rows": int(ds.n_rows), "n_checkpoints": int(ds.n_checkpoints),
+        "rules": [str(r) for r in ds.classes],
+        "networks_per_rule": {str(k): int(v) for k, v in ds.meta.groupby("rule")["network_id"].nunique().items()},
+        "tasks": sorted(map(str, ds.meta["task"].unique())),
+        "architectures": sorted(map(str, ds.meta["architecture"].unique())),
+        "conditions": frames.conditions, "unspecified_conditions": frames.unspecified,
+    }
+
+
+@dataclass
+class ClassifyPlan:
+    """Every analysis a store supports, planned but not yet fitted (:func:`plan_all`); :meth:`run` fits them.
+
+    ``fits_per_analysis`` counts the outer-split fits each analysis adds (a fit shared with an earlier analysis
+    counts once, for the first); :attr:`n_fits` is their sum, the length of the progress bar."""
+
+    frames: Frames
+    settings: Settings
+    plans: dict[str, Plan]
+    runner: Runner
+    fits_per_analysis: dict[str, int]
+    planning_s: float
+
+    @property
+    def n_fits(self) -> int:
+        return self.runner.total
+
+    @property
+    def dataset(self) -> DatasetSummary:
+        return _summary(self.frames)
+
+    def estimate_seconds(self) -> float:
+        """A rough wall time of :meth:`run` (:meth:`Runner.estimate_seconds`: one timed fit per classifier, scaled
+        by each job's features); taking it costs about one fit per classifier."""
+        return self.runner.estimate_seconds([job for plan in self.plans.values() for job in plan.jobs])
+
+    def run(self, progress: bool = True) -> ClassifyResults:
+        """Fit every planned job (a tqdm bar over outer-split fits unless ``progress=False``) and return the
+        tables (:class:`~learnscope.identify.tables.ClassifyResults`, JSON-ready)."""
+        from tqdm.auto import tqdm
+
+        t_start = time.perf_counter()
+        bar = tqdm(total=self.runner.total, desc="model fits", unit="fit", disable=not progress, smoothing=0.1)
+
+        def advance(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+
+        self.runner.progress = advance
+        results: dict[str, Any] = {"settings": self.settings, "dataset": _summary(self.frames)}
+        timings, skipped = {}, {}
+        try:
+            for name, plan in self.plans.items():
+                t0 = time.perf_counter()
+                res = plan.finish(self.runner)
+                timings[name] = time.perf_counter() - t0
+                results[name] = res
+                if "skipped" in res:
+                    skipped[name] = res["skipped"]
+                for part in ("absolute", "relative", "architecture", "task"):
+                    if isinstance(res.get(part), dict) and res[part].get("available") is False:
+                        skipped[f"{name}.{part}"] = res[part]["reason"]
+        finally:
+            bar.close()
+            self.runner.progress = None
+        results["skipped"] = skipped
+        results["timing"] = {"total_s": self.planning_s + time.perf_counter() - t_start,
+                             "per_analysis_s": timings, "n_fits": self.runner.done}
+        return to_jsonable(results)
+
+
+def plan_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str = "reduced", n_splits: int = 10,
+             seed: int = 0, *, curve_classifiers: Sequence[str] | None = None, n_repeats: int = 3,
+             ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS) -> ClassifyPlan:
+    """Check the settings and the store, and plan every analysis it supports without fitting (arguments as for
+    :func:`run_all`). Bad settings or a store too small raise a one-line error here, before any work."""
+    t_start = time.perf_counter()
+    classifiers = check_settings(classifiers, grid, n_splits, seed)
+    if curve_classifiers is None:
+        curve_classifiers = ("rf",) if "rf" in classifiers else classifiers[:1]
+    curve_classifiers = check_classifiers(curve_classifiers)
+    check_positive_int("n_repeats", n_repeats)
+    imp_clf = next((c for c in curve_classifiers if estimator_input(c) == "2d"), "rf")
+    frames = load_frames(store)
+    check_enough_networks(frames, tuple(dict.fromkeys((*classifiers, *curve_classifiers, imp_clf))), grid)
+    plans = plan_analyses(frames, classifiers, curve_classifiers, imp_clf, ks=ks, ms=ms)
+    runner = Runner(frames, grid, n_splits, seed, None, n_repeats)
+    fits = {name: runner.announce(plan.jobs) for name, plan in plans.items()}
+    settings: Settings = {"classifiers": list(classifiers), "curve_classifiers": list(curve_classifiers),
+                          "importance_classifier": imp_clf, "grid": grid, "n_splits": n_splits, "seed": seed,
+                          "split_mode": "network", "test_size": DEFAULT_TEST_SIZE, "n_repeats": n_repeats}
+    return ClassifyPlan(frames, settings, plans, runner, fits, time.perf_counter() - t_start)
+
+
+def run_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str = "reduced", n_splits: int = 10,
+            seed: int = 0, progress: bool = True, *, curve_classifiers: Sequence[str] | None = None,
+            n_repeats: int = 3, ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS) -> ClassifyResults:
+    """Every analysis the store supports; returns their tables (:class:`~learnscope.identify.tables.
+    ClassifyResults`) and writes nothing.
+
+    ``classifiers`` are used for the main table, held-out generalisation and the performance baseline;
+    ``curve_classifiers`` (default: ``("rf",)`` if rf is among ``classifiers``, else the first) for the noise,
+    subsampling and temporal curves; importances use the first curve classifier on flattened features (else rf).
+    Identical fits shared by several analyses run once. A tqdm bar counts outer-split fits (``progress=False``
+    hides it). Analyses the store cannot support (no noise / subsampling conditions, a single task or
+    architecture) are listed under ``"skipped"`` with the reason. Same settings and store → the same numbers.
+    """
+    plan = plan_all(store, classifiers, grid, n_splits, seed, curve_classifiers=curve_classifiers,
+                    n_repeats=n_repeats, ks=ks, ms=ms)
+    return plan.run(progress)
+
+
+__all__ = ["ClassifyPlan", "plan_all", "run_all"]
