@@ -1,8 +1,10 @@
 """``make bench``: every benchmark of the project, each writing JSON into benchmarks/results/."""
 
-from benchmarks import bias_core, bias_networks, identify_classify, identify_simulate
+from benchmarks import bias_core, bias_networks, cli_help, identify_classify, identify_simulate
 
 if __name__ == "__main__":
+    cli_help.run()
+    print("wrote benchmarks/results/cli_help.json")
     bias_core.run()
     print("wrote benchmarks/results/bias_core.json")
     bias_networks.run()

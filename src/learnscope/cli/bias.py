@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from learnscope.bundled import bundled_configs
@@ -47,7 +46,7 @@ def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
 
 def _dominant_degrees(per_seed: list[dict]) -> str:
     """``degree 2 (energy 0.93–0.96)``: the degree holding most energy per seed, with the range of that energy."""
-    best = [(int(np.argmax(m["degree_energy"])), max(m["degree_energy"])) for m in per_seed]
+    best = [max(enumerate(m["degree_energy"]), key=lambda pair: pair[1]) for m in per_seed]
     degrees = sorted({d for d, _ in best})
     lo, hi = min(e for _, e in best), max(e for _, e in best)
     return f"dominant degree {'/'.join(map(str, degrees))} (energy {lo:.3f}–{hi:.3f})"
