@@ -14,13 +14,13 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from learnscope.bias.metalearner import MetaCNN
-from learnscope.circuits import MLP, ConvNet, group_layers
+from learnscope.circuits import MLP, ConvNet, group_layers, make_circuit
 from learnscope.circuits.base import default_uniform_init, uniform
+from learnscope.circuits.pool import ConvPool
 from learnscope.circuits.sparse import MushroomBody
 from learnscope.circuits.spiking import SpikingLIF
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
-from learnscope.learners.small_cnn import ConvPool
-from learnscope.learners.trained import Trained
+from learnscope.learners.module_learner import ModuleLearner
 
 F64 = torch.float64
 
@@ -140,23 +140,30 @@ def test_every_initialiser_reproduces_its_old_copy_for_a_fixed_generator(gen):
          _old_formula(gen(1), [(layer.weight_shape, layer.fan_in) if i % 2 == 0 else (layer.bias_shape, layer.fan_in)
                                for layer in conv.layers for i in (0, 1)]))
     lif = SpikingLIF(n_inputs=3, n_hidden=5, encoding="rate")  # d_in = 6
-    same(lif.init_params(gen(2), 2, F64), _old_formula(gen(2), [((6, 5), 6), ((5,), 6), ((5, 1), 5), ((1,), 5)], (2,)))
+    same(lif.draw(gen(2), 2, F64).params, _old_formula(gen(2), [((6, 5), 6), ((5,), 6), ((5, 1), 5), ((1,), 5)], (2,)))
     mb = MushroomBody(n_inputs=4, n_hidden=6, fan_in=2)
     mask = mb.sample_mask(gen(3), 2, F64)
     V, b1, W2, b2 = _old_formula(gen(4), [((4, 6), 4), ((6,), 4), ((6, 1), 6), ((1,), 6)], (2,))
-    same(mb.init_params(gen(4), mask, F64), [V * mask, b1, W2, b2])
+    same(mb.params_for_mask(gen(4), mask, F64), [V * mask, b1, W2, b2])
+    members = mb.draw(gen(3), 2, F64)  # the protocol's draw: the mask, then the parameters, from one generator
+    g = gen(3)
+    mask = mb.sample_mask(g, 2, F64)
+    V, b1, W2, b2 = _old_formula(g, [((4, 6), 4), ((6,), 4), ((6, 1), 6), ((1,), 6)], (2,))
+    same(members.params, [V * mask, b1, W2, b2])
+    assert list(members.fixed) == ["mask"] and torch.equal(members.fixed["mask"], mask)
     cnn = MetaCNN(in_shape=(1, 4, 4), channels=(2, 3), kernel=3)  # one full draw per seed generator, stacked
     stacked = [p.detach() for p in cnn.init([gen(5), gen(6)], F64)]
     for s, seed in enumerate((5, 6)):
         same([p[s] for p in stacked], _old_formula(gen(seed), cnn.param_shapes()))
     module = nn.Sequential(_linear(3, 4), nn.Tanh(), _linear(4, 1))
-    drawn = Trained(module).init_params(gen(7), 2, F64)  # named_parameters() order; a bias takes its weight's fan-in
+    # named_parameters() order; a bias takes its weight's fan-in
+    drawn = ModuleLearner(module).init_params(gen(7), 2, F64)
     same(list(drawn.values()), _old_formula(gen(7), [((4, 3), 3), ((4,), 3), ((1, 4), 4), ((1,), 4)], (2,)))
     # ConvPool divided by √fan_in where every other copy multiplies by 1/√fan_in; the shared initialiser
     # multiplies, so ConvPool's values now differ from before by at most an ulp (rounding), never more
     pool = ConvPool((1, 4, 4), channels=2, kernel=3)
     old = _old_formula(gen(8), [((2, 1, 3, 3), 9), ((2,), 9), ((8, 1), 8), ((1,), 8)], (2,), divide=True)
-    for a, b in zip(pool.init_params(gen(8), 2, F64), old, strict=True):
+    for a, b in zip(pool.draw(gen(8), 2, F64).params, old, strict=True):
         torch.testing.assert_close(a, b, rtol=4e-16, atol=0)
 
 
@@ -388,6 +395,125 @@ def test_dfa_forward_sends_output_error_through_B(gen):
     explicit = net.backward(p, [{k: v.detach() for k, v in r.items()} for r in rec], e, feedback=C)
     for a, b in zip(g, explicit, strict=True):
         torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- the one protocol: draw, forward, loss_grads
+
+# every circuit of the library, with one output, on inputs of dimension 4 (ConvNet: 1×4×4 images, ConvPool:
+# 1×2×2); the LIF network with soft spikes so that its loss is a smooth function of its parameters
+PROTOCOL_CASES = {
+    "mlp": lambda: MLP([4, 5, 3, 1], activation="tanh"),
+    "conv": lambda: ConvNet((1, 4, 4), channels=(2, 2), kernel=3, hidden=3, n_out=1),
+    "mushroom_body": lambda: MushroomBody(4, 6, fan_in=2, positive="softplus"),
+    "lif_current": lambda: SpikingLIF(4, 5, t_sim=6, smooth=True, surrogate="sigmoid", slope=2.0),
+    "lif_rate": lambda: SpikingLIF(4, 5, t_sim=6, smooth=True, surrogate="sigmoid", slope=2.0, encoding="rate",
+                                   max_rate=500.0),
+    "conv_pool": lambda: ConvPool((1, 2, 2), channels=3, kernel=3),
+}
+
+
+def _protocol_batch(circuit, gen, E: int = 3, N: int = 7):
+    """Members, per-point randomness for N rows, inputs (E, N, *in_shape) and labels (E, N), all float64."""
+    g = gen(40)
+    members = circuit.draw(g, E, F64)
+    points = circuit.draw_per_point(g, E, N, F64)
+    x = torch.randn(E, N, *circuit.in_shape, generator=gen(41), dtype=F64)
+    y = torch.randn(E, N, generator=gen(42), dtype=F64)
+    return members, {**members.fixed, **points}, x, y
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_CASES))
+def test_draw_is_a_pure_function_of_the_generator(gen, name):
+    circuit = PROTOCOL_CASES[name]()
+    a, b = circuit.draw(gen(5), 3, F64), circuit.draw(gen(5), 3, F64)
+    assert [tuple(p.shape) for p in a.params] == [(3, *s) for s in circuit.param_shapes()]
+    assert all(torch.equal(u, v) for u, v in zip(a.params, b.params, strict=True))
+    assert a.fixed.keys() == b.fixed.keys() and all(torch.equal(a.fixed[k], b.fixed[k]) for k in a.fixed)
+    assert not torch.equal(a.params[0][0], a.params[0][1])  # independent members
+    points = circuit.draw_per_point(gen(6), 3, 4, F64)
+    assert all(v.shape[:2] == (3, 4) for v in points.values())
+    assert (name == "lif_rate") == bool(points)  # only the rate code has per-point randomness
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_CASES))
+def test_loss_grads_are_autograd_of_the_forward_pass(gen, name):
+    """Without a transport the protocol's gradients (explicit backward, hand-written or autograd) are the plain
+    torch.autograd gradients of Σ_e mean_n (forward − y)², and the loss is that per-member MSE."""
+    circuit = PROTOCOL_CASES[name]()
+    members, fixed, x, y = _protocol_batch(circuit, gen)
+    grads, loss = circuit.loss_grads(members.params, x, y, fixed)
+    ps = [p.clone().requires_grad_(True) for p in members.params]
+    out = circuit.forward(ps, x, fixed)
+    assert out.shape == (3, 7, 1)
+    ref_loss = ((out[..., 0] - y) ** 2).mean(1)
+    ref = torch.autograd.grad(ref_loss.sum(), ps)
+    torch.testing.assert_close(loss, ref_loss.detach())
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_CASES))
+def test_transport_through_the_weights_themselves_is_backprop(gen, name):
+    """Feedback alignment with B = Wᵀ (a transport T = W per layer) is backprop: the same gradients; a random T
+    leaves the readout's own gradients unchanged and moves the hidden ones."""
+    circuit = PROTOCOL_CASES[name]()
+    members, fixed, x, y = _protocol_batch(circuit, gen)
+    P = members.params
+    weights = [P[2 * layer.index] for layer in circuit.layers]
+    plain, _ = circuit.loss_grads(P, x, y, fixed)
+    same, _ = circuit.loss_grads(P, x, y, fixed, transport=weights)
+    for a, b in zip(same, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    g = gen(43)
+    random = [torch.randn(w.shape, generator=g, dtype=F64) for w in weights]
+    moved, _ = circuit.loss_grads(P, x, y, fixed, transport=random)
+    torch.testing.assert_close(moved[-2:], plain[-2:])  # the readout's weight and bias: the true gradients
+    assert (moved[0] - plain[0]).abs().max() > 1e-8
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_CASES))
+def test_make_circuit_rebuilds_every_circuit_from_its_description(gen, name):
+    circuit = PROTOCOL_CASES[name]()
+    rebuilt = make_circuit(circuit.describe())
+    assert type(rebuilt) is type(circuit) and rebuilt.describe() == circuit.describe()
+    members, fixed, x, _ = _protocol_batch(circuit, gen)
+    torch.testing.assert_close(rebuilt.forward(members.params, x, fixed), circuit.forward(members.params, x, fixed),
+                               rtol=0, atol=0)
+
+
+def test_make_circuit_fills_open_sizes_and_rejects_unknown_specs():
+    assert make_circuit({"circuit": "mlp", "hidden": [8]}, d=3).sizes == (3, 8, 1)
+    assert make_circuit({"circuit": "mlp", "hidden": [8]}, d=3, n_out=4).sizes == (3, 8, 4)
+    assert make_circuit({"circuit": "lif"}, d=6).n_inputs == 6
+    assert make_circuit({"circuit": "mushroom_body", "n_hidden": 7}, d=4).in_shape == (4,)
+    assert make_circuit({"circuit": "conv_pool"}, d=36).in_shape == (1, 6, 6)
+    assert make_circuit({"circuit": "conv", "in_shape": [1, 8, 8]}, n_out=1).n_out == 1
+    net = MLP([2, 1])
+    assert make_circuit(net) is net and make_circuit([2, 3, 1]).sizes == (2, 3, 1)
+    with pytest.raises(UnknownNameError, match="did you mean 'lif'"):
+        make_circuit({"circuit": "lifs"}, d=3)
+    with pytest.raises(ShapeError, match="square"):
+        make_circuit({"circuit": "conv_pool"}, d=10)
+    with pytest.raises(ConfigError, match="needs d"):
+        make_circuit({"circuit": "lif"})
+    with pytest.raises(ConfigError, match="cannot make a circuit"):
+        make_circuit(42)
+
+
+def test_fixed_randomness_is_checked(gen):
+    mb = MushroomBody(4, 6)
+    members = mb.draw(gen(0), 2, F64)
+    x = torch.zeros(2, 3, 4, dtype=F64)
+    with pytest.raises(ConfigError, match="mask"):
+        mb.forward(members.params, x)
+    with pytest.raises(ShapeError, match="mask"):
+        mb.forward(members.params, x, {"mask": members.fixed["mask"][:, :3]})
+    lif = SpikingLIF(4, 5, encoding="rate")
+    with pytest.raises(ConfigError, match="noise"):
+        lif.forward(lif.draw(gen(1), 2, F64).params, x)
+    net = MLP([4, 1])
+    with pytest.raises(ConfigError, match="no fixed randomness"):
+        net.forward(net.init_params(gen(2), 2, F64), x, {"mask": members.fixed["mask"]})
 
 
 # ---------------------------------------------------------------- errors

@@ -330,10 +330,10 @@ NON_DEFAULT = {
     "trained": {"circuit": {"circuit": "mlp", "hidden": [4]}, "rule": "fa", "steps": 2, "lr": 0.1, "batch_size": 3,
                 "optimiser": "momentum"},
     "mushroom_body": {"n_inputs": 4, "n_hidden": 6, "fan_in": 3, "scheme": "overconnected", "positive": "abs",
-                      "probs": [0.4, 0.3, 0.2, 0.1], "steps": 2, "lr": 0.1, "batch_size": 4},
+                      "probs": [0.4, 0.3, 0.2, 0.1], "steps": 2, "lr": 0.1, "batch_size": 4, "rule": "kp"},
     "spiking": {"n_hidden": 3, "t_sim": 4, "steps": 2, "lr": 0.1, "batch_size": 3, "encoding": "rate",
                 "max_rate": 200.0, "surrogate": "sigmoid", "slope": 4.0, "smooth": True, "input_gain": 0.3,
-                "tau_syn": 4.0, "tau_mem": 8.0, "readout": "last", "detach_reset": True},
+                "tau_syn": 4.0, "tau_mem": 8.0, "readout": "last", "detach_reset": True, "rule": "fa"},
     "small_cnn": {"in_shape": [1, 2, 2], "channels": 2, "kernel": 3, "steps": 2, "lr": 0.01, "batch_size": 3},
 }
 

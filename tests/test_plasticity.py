@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learnscope.circuits import MLP, ConvNet
+from learnscope.circuits import MLP, ConvNet, MushroomBody, SpikingLIF
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.plasticity import (
     RULES,
@@ -595,3 +595,38 @@ def test_rule_errors():
     st = rule.init_state(net, p, _gen(81))
     with pytest.raises(ShapeError, match="loss_fn"):
         rule.step(net, p, st, torch.zeros(5, 3), torch.zeros(5, 2), lambda o, y: (o - y).pow(2))
+
+
+# ---------------------------------------------------------------- rules on the circuits without a backward pass
+
+
+def test_rules_train_an_autograd_circuit_with_decay_and_learned_feedback():
+    """On the mushroom body (circuit protocol, no explicit backward pass) one step is, from the circuit's own
+    transported gradients g (``loss_grads`` with T = Bᵀ): θ ← θ − η(g + λθ + λ_KP θ·[weight]) and, for KP,
+    B ← B − η(g_Wᵀ + λ_KP B) — the update the layered path applies."""
+    mb = MushroomBody(4, 6, fan_in=2)
+    members = mb.draw(_gen(90), 2, F64)
+    x = torch.randn(2, 5, 4, generator=_gen(91), dtype=F64)
+    y = torch.randn(2, 5, generator=_gen(92), dtype=F64)
+    lr, wd, kp = 0.1, 0.01, 0.003
+    rule = make_rule("kp", optimiser="sgd", lr=lr, weight_decay=wd, kp_decay=kp)
+    st = rule.init_state(mb, members.params, _gen(93))
+    B = st.feedback
+    assert [tuple(b.shape) for b in B] == [(2, 6, 4), (2, 1, 6)]  # (out, in) per layer
+    new, st2, info = rule.step(mb, members.params, st, x, y, mse_loss, fixed=members.fixed)
+    g, loss = mb.loss_grads(members.params, x, y, members.fixed, transport=[b.transpose(1, 2) for b in B])
+    for i, (p, gi, q) in enumerate(zip(members.params, g, new, strict=True)):
+        torch.testing.assert_close(q, p - lr * (gi + wd * p + (kp * p if i % 2 == 0 else 0)))
+    for layer, b, b2 in zip(mb.layers, B, st2.feedback, strict=True):
+        torch.testing.assert_close(b2, b - lr * (g[2 * layer.index].transpose(1, 2) + kp * b))
+    torch.testing.assert_close(info["loss"], loss)
+    assert st2.step == 1
+
+
+def test_records_based_rules_refuse_circuits_without_records():
+    lif = SpikingLIF(3, 4, t_sim=4)
+    params = lif.draw(_gen(94), 2, F64).params
+    with pytest.raises(ConfigError, match="information alignment needs a layered circuit"):
+        make_rule("ia").init_state(lif, params, _gen(95))
+    with pytest.raises(ConfigError, match="MLP only"):
+        make_rule("dfa").init_state(lif, params, _gen(95))

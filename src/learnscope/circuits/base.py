@@ -1,9 +1,12 @@
-"""The circuit protocol: functional networks over a parameter list with an optional leading ensemble axis.
+"""Layered circuits: weight layers with an explicit, exact backward pass and per-layer records.
 
-A *circuit* knows its weight layers (:class:`LayerInfo`) and maps parameters and inputs to outputs with pure
-functions. Parameters are a flat list ``[W1, b1, W2, b2, …]``; every tensor either has exactly the layer's
-shape (one network) or an extra leading axis ``E`` (an *ensemble* of E independent networks trained in one
-batched call). Layouts:
+:class:`Circuit` (:class:`~learnscope.circuits.MLP`, :class:`~learnscope.circuits.ConvNet`) follows the one
+circuit protocol of :mod:`learnscope.circuits.protocol` (``draw``, ``forward``, ``loss_grads``) and adds what
+the identify half and the records-based rules (information alignment, direct feedback alignment) need: the
+records of every layer, :meth:`Circuit.layer_forward` and :meth:`Circuit.backward`. A layered circuit knows its
+weight layers (:class:`LayerInfo`) and maps parameters and inputs to outputs with pure functions. Parameters are
+a flat list ``[W1, b1, W2, b2, …]``; every tensor either has exactly the layer's shape (one network) or an extra
+leading axis ``E`` (an *ensemble* of E independent networks trained in one batched call). Layouts:
 
 - dense weight ``W``: shape ``(in, out)``, pre-activation ``a = x W + b`` (the TF convention of
   identify-spec §2), bias shape ``(out,)``;
@@ -58,6 +61,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from learnscope.circuits.protocol import (  # noqa: F401 (re-exported: the shared primitives' old home)
+    Fixed,
+    LossFn,
+    Members,
+    Transport,
+    check_member_inputs,
+    default_uniform_init,
+    init_layers,
+    member_mse,
+    uniform,
+)
 from learnscope.errors import ConfigError, ShapeError, check_positive_int
 
 GROUPS = ("early", "middle", "deep")
@@ -114,61 +128,6 @@ def group_layers(n_layers: int) -> list[str]:
     n = check_positive_int("n_layers", n_layers)
     g = n // 3
     return ["early" if i < g else "middle" if i < 2 * g else "deep" for i in range(n)]
-
-
-def uniform(
-    shape: Sequence[int], bound: float, generator: torch.Generator, dtype: torch.dtype = torch.float32
-) -> Tensor:
-    """Draw ``U(-bound, bound)`` of ``shape`` from ``generator``: ``(2u − 1)·bound`` with ``u = torch.rand(shape)``.
-
-    The library's one uniform-draw primitive (one ``torch.rand`` call, so the generator advances by exactly
-    ``prod(shape)`` draws); initialisers and feedback matrices all go through it.
-    """
-    return (torch.rand(tuple(shape), generator=generator, dtype=dtype) * 2 - 1) * bound
-
-
-def default_uniform_init(
-    shapes: Sequence[tuple[Sequence[int], int]],
-    generator: torch.Generator,
-    ensemble: int | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> list[Tensor]:
-    """PyTorch's default initialisation of ``nn.Linear`` / ``nn.ConvNd``, from an explicit generator.
-
-    .. math:: W, b \\sim U\\big(-1/\\sqrt{\\mathrm{fan\\_in}},\\ 1/\\sqrt{\\mathrm{fan\\_in}}\\big)
-
-    (``kaiming_uniform_(a=√5)`` for the weight and the bias rule of ``reset_parameters``, in distribution; a
-    fan-in of 0 gives bound 0, as there). The draws are :func:`uniform` calls, one per tensor, in the order of
-    ``shapes``.
-
-    shapes : ``[(shape, fan_in), …]`` in draw order, e.g. ``[((d, h), d), ((h,), d), ((h, 1), h), ((1,), h)]``.
-    ensemble : ``None`` for tensors of exactly ``shape``; ``E`` for ``(E, *shape)`` (E independent draws, all
-        from ``generator``; ``ensemble=1`` gives the values of ``None`` with a leading axis).
-    Returns the list of tensors, in the order of ``shapes``.
-    """
-    if not isinstance(generator, torch.Generator):
-        raise ConfigError("generator must be a torch.Generator (explicit seeding, no global RNG)")
-    lead = () if ensemble is None else (check_positive_int("ensemble", ensemble),)
-    return [
-        uniform((*lead, *shape), 1.0 / math.sqrt(fan) if fan > 0 else 0.0, generator, dtype) for shape, fan in shapes
-    ]
-
-
-def check_member_inputs(params: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], x: Tensor, n_inputs: int,
-                        names: str) -> Tensor:
-    """Validate ensemble parameters ``params[i]: (E, *shapes[i])`` and return ``x`` as ``(E, N, n_inputs)``
-    (an ``(N, n_inputs)`` input is shared by all members); ``names`` lists the parameters for the error message."""
-    if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
-        raise ShapeError(f"params must be the list [{names}] returned by init_params")
-    E = params[0].shape[0]
-    for i, (p, shape) in enumerate(zip(params, shapes, strict=True)):
-        if tuple(p.shape) != (E, *shape):
-            raise ShapeError(f"params[{i}] must have shape (E, *{shape}) with E={E}, got {tuple(p.shape)}")
-    if x.ndim == 2:
-        x = x.unsqueeze(0).expand(E, *x.shape)
-    if x.ndim != 3 or x.shape[0] != E or x.shape[2] != n_inputs:
-        raise ShapeError(f"x must have shape (N, {n_inputs}) or (E={E}, N, {n_inputs}), got {tuple(x.shape)}")
-    return x
 
 
 def dual(z: Tensor) -> Tensor:
@@ -328,19 +287,64 @@ class Circuit:
     def init_params(
         self, generator: torch.Generator, ensemble: int | None = None, dtype: torch.dtype = torch.float32
     ) -> list[Tensor]:
-        """PyTorch's default initialisation (:func:`default_uniform_init`): ``W, b ~ U(±1/√fan_in)``, drawn in order
-        W1, b1, W2, b2, ….
+        """PyTorch's default initialisation (:func:`~learnscope.circuits.protocol.init_layers`):
+        ``W, b ~ U(±1/√fan_in)``, drawn in order W1, b1, W2, b2, ….
 
         ensemble : ``None`` for one network, ``E`` for E independent draws (every tensor gets a leading E axis).
         With ``ensemble=1`` the values equal those of ``ensemble=None`` for the same generator state.
         """
-        shapes = [(s, layer.fan_in) for layer in self.layers for s in (layer.weight_shape, layer.bias_shape)]
-        return default_uniform_init(shapes, generator, ensemble, dtype)
+        return init_layers(self.layers, generator, ensemble, dtype)
+
+    def draw(self, generator: torch.Generator, ensemble: int | None = None,
+             dtype: torch.dtype = torch.float32) -> Members:
+        """The protocol's draw: ``Members(init_params(generator, ensemble, dtype), {})`` (no fixed randomness)."""
+        return Members(self.init_params(generator, ensemble, dtype), {})
+
+    def draw_per_point(self, generator: torch.Generator, ensemble: int, n_points: int,
+                       dtype: torch.dtype = torch.float32) -> Fixed:
+        """No per-point randomness: ``{}`` (nothing is drawn)."""
+        return {}
+
+    def loss_grads(
+        self,
+        params: Sequence[Tensor],
+        x: Tensor,
+        y: Tensor,
+        fixed: Fixed | None = None,
+        *,
+        transport: Transport = None,
+        loss_fn: LossFn | None = None,
+        create_graph: bool = False,
+        with_loss: bool = True,
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """The protocol's gradients through the explicit backward pass: ``(grads, per-member loss)``.
+
+        The output error ``e = ∂(Σ_e loss_e)/∂output`` comes from autograd on the loss alone, the parameter
+        gradients from :meth:`backward` with ``transport`` (``loss_fn`` ``None``: :func:`member_mse`). Exact to
+        every order with ``create_graph``.
+        """
+        self._check_fixed(fixed)
+        loss_fn = member_mse if loss_fn is None else loss_fn
+        ctx = torch.enable_grad if create_graph else torch.no_grad
+        with ctx():
+            out, records = self.forward(params, x, record=True)
+        o = out if (create_graph and out.requires_grad) else out.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = loss_fn(o, y)
+            (delta,) = torch.autograd.grad(loss.sum(), o, create_graph=create_graph)
+        with ctx():
+            grads = self.backward(params, records, delta, transport=transport)
+        return grads, loss.detach() if with_loss else None
+
+    def _check_fixed(self, fixed: Fixed | None) -> None:
+        if fixed:
+            raise ConfigError(f"{type(self).__name__} has no fixed randomness; got fixed entries {sorted(fixed)}")
 
     def forward(
         self,
         params: Sequence[Tensor],
         x: Tensor,
+        fixed: Fixed | None = None,
         *,
         transport: Sequence[Tensor | None] | None = None,
         feedback: Sequence[Tensor | None] | None = None,
@@ -350,6 +354,7 @@ class Circuit:
 
         params : ``[W1, b1, …]``, optionally with a leading ensemble axis E.
         x : ``(N, *in_shape)``; with an ensemble also ``(E, N, *in_shape)`` (``(N, …)`` is shared by all members).
+        fixed : the protocol's fixed randomness; these circuits have none (``None`` or ``{}``).
         transport : ``None`` or one entry per weight layer, ``None`` (use W) or a tensor ``T`` of W's shape: the
             first-order gradient w.r.t. the layer input is sent back through ``T`` (detach trick, see module doc).
         feedback : direct feedback alignment (circuits with ``supports_dfa``): one ``(n_out, units_l)`` matrix
@@ -360,6 +365,7 @@ class Circuit:
 
         Returns the output ``(N, n_out)`` / ``(E, N, n_out)``, and the records if ``record``.
         """
+        self._check_fixed(fixed)
         P, E, squeeze = self._ensemble_form(params)
         h = self._check_input(x, E, squeeze, P[0].dtype)
         T = self._check_transport(transport, P, squeeze)
@@ -459,7 +465,7 @@ class Circuit:
         Returns ``[g_W1, g_b1, …]`` in the parameters' form. Everything is ordinary torch ops on the inputs, so
         the result carries an autograd graph exactly when they do.
 
-        This recursion exists a second time, on purpose: ``_DenseEngine.grads`` in :mod:`learnscope.learners.trained`
+        This recursion exists a second time, on purpose: ``dense_mse_grads`` in :mod:`learnscope.learners.unroll`
         is the same pass specialised to an MLP trained by backprop on the MSE (biases kept ``(E, 1, out)``, one
         ``threshold_backward`` per ReLU), a measured speed path of the bias search's inner loop (3-20-20-1 MLP,
         100 steps plus the meta-gradient: 148 ms there vs 200 ms through :meth:`Rule.step` and this method).

@@ -48,7 +48,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from learnscope.circuits.base import check_member_inputs, default_uniform_init
+from learnscope.circuits.autograd import AutogradCircuit
+from learnscope.circuits.base import LayerInfo, group_layers
+from learnscope.circuits.protocol import (
+    Fixed,
+    LossFn,
+    Members,
+    Transport,
+    check_member_inputs,
+    default_uniform_init,
+)
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
 
 Sampler = Callable[[torch.Generator, int, int, int, int], Tensor]
@@ -201,7 +210,7 @@ def connection_probabilities(weights: Sequence[float] | Tensor, fan_in: int) -> 
 # ---------------------------------------------------------------- the circuit
 
 
-class MushroomBody:
+class MushroomBody(AutogradCircuit):
     """Masked expansion ``Linear(n_inputs → n_hidden)`` (each unit exactly ``fan_in`` inputs) → ReLU → ``Linear(→ 1)``.
 
     Parameters
@@ -215,14 +224,18 @@ class MushroomBody:
     probs : the scheme's weights: a length-``n_inputs`` vector (overconnected), an ``n_inputs × n_inputs``
         conditional matrix (grouped) or an ``n_inputs × n_hidden`` incidence matrix (incidence, required).
 
-    Parameters are ``[V (E, d, K), b1 (E, K), W2 (E, K, 1), b2 (E, 1)]`` with the ensemble axis E (one member per
-    learner) and the mask is ``(E, d, K)``. Initialisation is PyTorch's ``nn.Linear`` default for the *dense*
-    layers — ``U(±1/√n_inputs)`` for V and b1, ``U(±1/√n_hidden)`` for W2 and b2 — then ``V ← V ⊙ M``; with
-    ``"abs"`` the effective weight is ``|V|`` (the authors' ``|W|`` at init), with ``"softplus"`` ``V`` is set to
-    ``softplus⁻¹(max(|U|, 1e-4))`` so the effective weights have the same distribution.
+    The circuit protocol (:mod:`learnscope.circuits.protocol`): :meth:`draw` gives ``Members(params, fixed)`` with
+    ``params = [V (E, d, K), b1 (E, K), W2 (E, K, 1), b2 (E, 1)]`` and ``fixed = {"mask": (E, d, K)}`` (one member
+    per learner). Initialisation is PyTorch's ``nn.Linear`` default for the *dense* layers — ``U(±1/√n_inputs)``
+    for V and b1, ``U(±1/√n_hidden)`` for W2 and b2 — then ``V ← V ⊙ M``; with ``"abs"`` the effective weight is
+    ``|V|`` (the authors' ``|W|`` at init), with ``"softplus"`` ``V`` is set to ``softplus⁻¹(max(|U|, 1e-4))`` so
+    the effective weights have the same distribution. The weight layers are ``fc1`` (``W_eff``, d → K) and
+    ``fc2`` (K → 1); a transport of ``fc2`` (``(E, K, 1)``, feedback alignment's ``Bᵀ``) sends the readout error to
+    the Kenyon cells. :meth:`loss_grads` of the mean squared error is hand-written (:meth:`mse_grads`).
     """
 
     name = "mushroom_body"
+    fixed_keys = ("mask",)
 
     def __init__(
         self,
@@ -275,14 +288,14 @@ class MushroomBody:
             self._sampler = sample_incidence(P)
         else:
             raise UnknownNameError("connectivity scheme", str(scheme), SCHEMES)
-
+        groups = group_layers(2)
+        self.layers = [
+            LayerInfo("fc1", "dense", 0, groups[0], (self.n_inputs, self.n_hidden)),
+            LayerInfo("fc2", "dense", 1, groups[1], (self.n_hidden, 1)),
+        ]
+        self.n_out = 1
+        self.in_shape = (self.n_inputs,)
     # -------------------------------------------------------------- draws
-    @property
-    def param_shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of ``[V, b1, W2, b2]`` without the ensemble axis."""
-        d, K = self.n_inputs, self.n_hidden
-        return [(d, K), (K,), (K, 1), (1,)]
-
     def sample_mask(self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """A fresh 0/1 mask ``(ensemble, n_inputs, n_hidden)``, exactly ``fan_in`` ones per column."""
         if not isinstance(generator, torch.Generator):
@@ -297,7 +310,8 @@ class MushroomBody:
             raise ShapeError(f"the connectivity mask must be 0/1 with exactly fan_in={self.fan_in} ones per column")
         return M.to(dtype)
 
-    def init_params(self, generator: torch.Generator, mask: Tensor, dtype: torch.dtype = torch.float32) -> list[Tensor]:
+    def params_for_mask(self, generator: torch.Generator, mask: Tensor,
+                        dtype: torch.dtype = torch.float32) -> list[Tensor]:
         """Draw ``[V, b1, W2, b2]`` for ``mask (E, d, K)`` (order V, b1, W2, b2; class doc for the distribution)."""
         E = mask.shape[0]
         d, K = self.n_inputs, self.n_hidden
@@ -307,12 +321,10 @@ class MushroomBody:
             V = a + torch.log(-torch.expm1(-a))  # softplus⁻¹(a) = log(eᵃ − 1), stable form
         return [V * mask.to(dtype), b1, W2, b2]
 
-    def draw(
-        self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32
-    ) -> tuple[list[Tensor], Tensor]:
-        """Mask then parameters of ``ensemble`` fresh learners from one generator: ``(params, mask)``."""
+    def draw(self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32) -> Members:
+        """Mask, then parameters of ``ensemble`` fresh learners from one generator: ``Members(params, {"mask"})``."""
         mask = self.sample_mask(generator, ensemble, dtype)
-        return self.init_params(generator, mask, dtype), mask
+        return Members(self.params_for_mask(generator, mask, dtype), {"mask": mask})
 
     # -------------------------------------------------------------- forward / gradients
     def effective_weight(self, V: Tensor, mask: Tensor) -> Tensor:
@@ -323,39 +335,67 @@ class MushroomBody:
             V = F.softplus(V)
         return V * mask
 
-    def _check(self, params: Sequence[Tensor], mask: Tensor, x: Tensor) -> Tensor:
-        x = check_member_inputs(params, self.param_shapes, x, self.n_inputs, "V, b1, W2, b2")
+    def _check(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None) -> tuple[Tensor, Tensor]:
+        x = check_member_inputs(params, self.param_shapes(), x, self.n_inputs, "V, b1, W2, b2")
         E = x.shape[0]
+        mask = self._fixed(fixed, E)["mask"]
         if tuple(mask.shape) != (E, self.n_inputs, self.n_hidden):
             raise ShapeError(f"mask must have shape {(E, self.n_inputs, self.n_hidden)}, got {tuple(mask.shape)}")
-        return x
+        return x, mask
 
-    def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor) -> Tensor:
-        """Outputs ``(E, N, 1)`` for ``x (E, N, n_inputs)`` (or ``(N, n_inputs)`` shared by all members)."""
-        x = self._check(params, mask, x)
-        V, b1, W2, b2 = params
-        h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, self.effective_weight(V, mask)))
-        return torch.baddbmm(b2.unsqueeze(1), h, W2)
+    def features(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> Tensor:
+        """Kenyon-cell activity ``h = ReLU(x W_eff + b1)`` of shape ``(E, N, K)``."""
+        x, mask = self._check(params, x, fixed)
+        V, b1 = params[0], params[1]
+        return torch.relu(torch.baddbmm(b1.unsqueeze(1), x, self.effective_weight(V, mask)))
 
-    def mse_grads(self, params: Sequence[Tensor], x: Tensor, y: Tensor, mask: Tensor) -> list[Tensor]:
-        """Hand-written gradients of each member's ``mean_n (ŷ_n − y_n)²`` w.r.t. ``[V, b1, W2, b2]``.
+    def forward(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> Tensor:
+        """Outputs ``(E, N, 1)`` for ``x (E, N, n_inputs)`` (or ``(N, n_inputs)`` shared by all members);
+        ``fixed = {"mask": (E, d, K)}``."""
+        return super().forward(params, x, fixed)
 
-        x : ``(E, N, d)``; y : ``(E, N)``. With ``e = 2(ŷ − y)/N``, ``δ = (e W₂ᵀ) ⊙ 1[a > 0]``:
-        ``g_{W2} = hᵀe``, ``g_{b2} = Σ_n e``, ``g_V = (xᵀδ) ⊙ M ⊙ φ'(V)``, ``g_{b1} = Σ_n δ``.
-        Ordinary torch ops only, so the result is differentiable (to any order) in x, y and the parameters.
+    def loss_grads(
+        self,
+        params: Sequence[Tensor],
+        x: Tensor,
+        y: Tensor,
+        fixed: Fixed | None = None,
+        *,
+        transport: Transport = None,
+        loss_fn: LossFn | None = None,
+        create_graph: bool = False,
+        with_loss: bool = True,
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """The protocol's gradients: hand-written for the mean squared error (:meth:`mse_grads`; ordinary torch
+        ops, so differentiable whenever the inputs carry a graph), autograd for any other ``loss_fn``."""
+        if loss_fn is not None:
+            return super().loss_grads(params, x, y, fixed, transport=transport, loss_fn=loss_fn,
+                                      create_graph=create_graph, with_loss=with_loss)
+        return self.mse_grads(params, x, y, fixed, transport=transport, with_loss=with_loss)
+
+    def mse_grads(self, params: Sequence[Tensor], x: Tensor, y: Tensor, fixed: Fixed | None = None, *,
+                  transport: Transport = None, with_loss: bool = True) -> tuple[list[Tensor], Tensor | None]:
+        """Hand-written gradients of each member's ``mean_n (ŷ_n − y_n)²`` w.r.t. ``[V, b1, W2, b2]``, and the loss.
+
+        x : ``(E, N, d)``; y : ``(E, N)``. With ``e = 2(ŷ − y)/N``, ``δ = (e Tᵀ) ⊙ 1[a > 0]`` (``T = W₂``, or
+        ``transport[1]``): ``g_{W2} = hᵀe``, ``g_{b2} = Σ_n e``, ``g_V = (xᵀδ) ⊙ M ⊙ φ'(V)``, ``g_{b1} = Σ_n δ``.
+        Ordinary torch ops only, so the result is differentiable (to any order) in x, y, T and the parameters.
         """
-        x = self._check(params, mask, x)
+        x, mask = self._check(params, x, fixed)
         V, b1, W2, b2 = params
+        T = self._transport(transport, 1)
+        T = W2 if T is None else T
         h = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, self.effective_weight(V, mask)))
         out = torch.baddbmm(b2.unsqueeze(1), h, W2)
         e = (out - y.unsqueeze(-1)) * (2.0 / x.shape[1])  # (E, N, 1)
-        delta = (e * W2.transpose(1, 2)) * (h > 0)  # (E, N, K)
+        delta = (e * T.transpose(1, 2)) * (h > 0)  # (E, N, K)
         gV = torch.bmm(x.transpose(1, 2), delta) * mask
         if self.positive == "abs":
             gV = gV * torch.sign(V)
         elif self.positive == "softplus":
             gV = gV * torch.sigmoid(V)
-        return [gV, delta.sum(1), torch.bmm(h.transpose(1, 2), e), e.sum(1)]
+        grads = [gV, delta.sum(1), torch.bmm(h.transpose(1, 2), e), e.sum(1)]
+        return grads, (out.detach() - y.detach().unsqueeze(-1)).pow(2).mean((1, 2)) if with_loss else None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able constructor arguments (a callable scheme is reported by its name and cannot be rebuilt)."""

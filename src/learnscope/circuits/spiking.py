@@ -17,7 +17,7 @@ applied once). The input current ``c[t]`` is
 
 - ``encoding="current"`` (default): constant ``c = g_in (x W_1 + b_1)`` at every step, ``W_1 (d, N_h)``;
 - ``encoding="rate"``: ON/OFF Poisson-like inputs, 2 per coordinate with spike probability
-  ``r_max·dt·[±x_i]₊`` per bin (Bernoulli, from uniform ``noise`` drawn by the caller), and
+  ``r_max·dt·[±x_i]₊`` per bin (Bernoulli, from the uniform per-point ``noise`` of ``draw_per_point``), and
   ``c[t] = g_in (s_in[t] W_1 + b_1)`` with ``W_1 (2d, N_h)``. Gradients flow to the weights, not through the
   encoding.
 
@@ -44,7 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from learnscope.circuits.base import check_member_inputs, default_uniform_init
+from learnscope.circuits.autograd import AutogradCircuit
+from learnscope.circuits.base import LayerInfo, group_layers
+from learnscope.circuits.protocol import Fixed, check_member_inputs
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
 
 SURROGATES = ("fast_sigmoid", "sigmoid")
@@ -78,7 +80,7 @@ def spike(v: Tensor, kind: str = "fast_sigmoid", slope: float = 10.0, smooth: bo
     return sg + ((v > 0).to(v.dtype) - sg).detach()
 
 
-class SpikingLIF:
+class SpikingLIF(AutogradCircuit):
     """Current-based LIF layer of ``n_hidden`` neurons with a time-averaged leaky readout (module doc).
 
     Parameters
@@ -99,8 +101,13 @@ class SpikingLIF:
     readout : ``"mean"`` (time average of U over t = 1..T, default) or ``"last"`` (U[T]).
     detach_reset : stop gradients through the reset factor ``(1 − S)`` (a common SNN choice; default False).
 
-    Parameters are ``[W1 (E, d_in, N_h), b1 (E, N_h), W2 (E, N_h, 1), b2 (E, 1)]`` with ``d_in = d`` (current) or
-    ``2d`` (rate); init ``U(±1/√fan_in)`` (PyTorch's Linear default).
+    The circuit protocol (:mod:`learnscope.circuits.protocol`): :meth:`draw` gives the parameters
+    ``[W1 (E, d_in, N_h), b1 (E, N_h), W2 (E, N_h, 1), b2 (E, 1)]`` with ``d_in = d`` (current) or ``2d`` (rate),
+    init ``U(±1/√fan_in)`` (PyTorch's Linear default), and no per-member fixed randomness; the rate code's input
+    noise is per input row, :meth:`draw_per_point` ``{"noise": (E, N, T, 2d)}``. The weight layers are ``fc1``
+    (input → LIF currents) and ``fc2`` (time-averaged readout); a transport of ``fc2`` (``(E, N_h, 1)``, feedback
+    alignment's ``Bᵀ``) sends the readout error into the spiking layer, through which it travels back in time by
+    the surrogate derivative (BPTT, :meth:`loss_grads`).
     """
 
     name = "lif"
@@ -148,53 +155,51 @@ class SpikingLIF:
             raise UnknownNameError("readout", readout, READOUTS)
         self.readout = readout
         self.detach_reset = bool(detach_reset)
+        groups = group_layers(2)
+        self.layers = [
+            LayerInfo("fc1", "dense", 0, groups[0], (self.d_in, self.n_hidden)),
+            LayerInfo("fc2", "dense", 1, groups[1], (self.n_hidden, 1)),
+        ]
+        self.n_out = 1
+        self.in_shape = (self.n_inputs,)
 
     # -------------------------------------------------------------- shapes and draws
     @property
-    def needs_noise(self) -> bool:
-        """Whether :meth:`forward` needs uniform ``noise`` (rate code)."""
-        return self.encoding == "rate"
+    def fixed_keys(self) -> tuple[str, ...]:
+        """``("noise",)`` for the rate code (its Bernoulli input spikes), else ``()``."""
+        return ("noise",) if self.encoding == "rate" else ()
 
     @property
     def d_in(self) -> int:
         """Input channels of W1: d (current) or 2d (ON/OFF rate code)."""
         return self.n_inputs * (2 if self.encoding == "rate" else 1)
 
-    @property
-    def param_shapes(self) -> list[tuple[int, ...]]:
-        return [(self.d_in, self.n_hidden), (self.n_hidden,), (self.n_hidden, 1), (1,)]
-
-    def init_params(
-        self, generator: torch.Generator, ensemble: int, dtype: torch.dtype = torch.float32
-    ) -> list[Tensor]:
-        """``[W1, b1, W2, b2]`` with a leading ensemble axis, ``U(±1/√fan_in)`` (:func:`default_uniform_init`), drawn
-        in that order."""
-        fans = [self.d_in, self.d_in, self.n_hidden, self.n_hidden]
-        E = check_positive_int("ensemble", ensemble)  # always an ensemble axis here
-        return default_uniform_init(list(zip(self.param_shapes, fans, strict=True)), generator, E, dtype)
-
-    def draw_noise(
-        self, generator: torch.Generator, ensemble: int, n_points: int, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
-        """U[0, 1) noise ``(E, n_points, T, 2d)`` for the rate code's Bernoulli input spikes."""
-        return torch.rand((ensemble, n_points, self.t_sim, self.d_in), generator=generator, dtype=dtype)
+    def draw_per_point(self, generator: torch.Generator, ensemble: int, n_points: int,
+                       dtype: torch.dtype = torch.float32) -> Fixed:
+        """The rate code's U[0, 1) noise ``{"noise": (E, n_points, T, 2d)}`` (one ``torch.rand``); ``{}`` for
+        the current code (nothing drawn)."""
+        if self.encoding != "rate":
+            return {}
+        return {"noise": torch.rand((ensemble, n_points, self.t_sim, self.d_in), generator=generator, dtype=dtype)}
 
     # -------------------------------------------------------------- simulation
-    def _currents(self, params: Sequence[Tensor], x: Tensor, noise: Tensor | None) -> Tensor:
+    def _currents(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None) -> Tensor:
         W1, b1 = params[0], params[1]
+        E, N, _ = x.shape
+        fixed = self._fixed(fixed, E)
         if self.encoding == "current":
             return self.input_gain * torch.baddbmm(b1.unsqueeze(1), x, W1)  # (E, N, H), constant in time
-        E, N, _ = x.shape
-        if noise is None or tuple(noise.shape) != (E, N, self.t_sim, self.d_in):
-            got = None if noise is None else tuple(noise.shape)
-            raise ShapeError(f"the rate code needs noise of shape {(E, N, self.t_sim, self.d_in)}, got {got}")
+        noise = fixed["noise"]
+        if tuple(noise.shape) != (E, N, self.t_sim, self.d_in):
+            raise ShapeError(f"the rate code needs fixed['noise'] of shape {(E, N, self.t_sim, self.d_in)} (one row "
+                             f"per input row), got {tuple(noise.shape)}")
         p = torch.cat([x, -x], dim=-1).clamp_min(0) * (self.max_rate * self.dt / 1000)  # (E, N, 2d)
         s_in = (noise < p.unsqueeze(2)).to(x.dtype).reshape(E, N * self.t_sim, self.d_in)
         c = torch.baddbmm(b1.unsqueeze(1), s_in, W1)
         return self.input_gain * c.reshape(E, N, self.t_sim, self.n_hidden)
 
     def _check(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
-        return check_member_inputs(params, self.param_shapes, x, self.n_inputs, "W1, b1, W2, b2")
+        return check_member_inputs(params, self.param_shapes(), x, self.n_inputs, "W1, b1, W2, b2")
 
     def readout_weights(self, dtype: torch.dtype = torch.float64) -> Tensor:
         """Weights ``w_s`` with readout features ``Σ_s w_s S[s]`` (``s = 0 … T−1``), shape ``(T,)``.
@@ -211,10 +216,10 @@ class SpikingLIF:
             w = (1 - b ** (T - s)) / (T * (1 - b))
         return w.to(dtype)
 
-    def spikes(self, params: Sequence[Tensor], x: Tensor, noise: Tensor | None = None) -> Tensor:
+    def spikes(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> Tensor:
         """Hidden spike trains ``S (T, E, N, H)`` (values 0/1; soft spikes if ``smooth``)."""
         x = self._check(params, x)
-        c = self._currents(params, x, noise)
+        c = self._currents(params, x, fixed)
         alpha = math.exp(-self.dt / self.tau_syn)
         beta = math.exp(-self.dt / self.tau_mem)
         zero = torch.zeros(*x.shape[:2], self.n_hidden, dtype=x.dtype, device=x.device)
@@ -228,20 +233,24 @@ class SpikingLIF:
             out.append(S)
         return torch.stack(out)
 
-    def hidden_trace(self, params: Sequence[Tensor], x: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def hidden_trace(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> tuple[Tensor, Tensor]:
         """Run the LIF layer: ``(readout features (E, N, H), spike counts (E, N, H))``.
 
         The features are ``mean_{t=1..T} z[t]`` (``readout="mean"``) or ``z[T]`` (``"last"``), computed as
         ``Σ_s w_s S[s]`` (:meth:`readout_weights`); the spike counts are ``Σ_t S[t]`` (values, for diagnostics).
         """
-        S = self.spikes(params, x, noise)
+        S = self.spikes(params, x, fixed)
         feats = torch.tensordot(self.readout_weights(S.dtype).to(S.device), S, dims=1)
         return feats, S.detach().sum(0)
 
-    def forward(self, params: Sequence[Tensor], x: Tensor, noise: Tensor | None = None) -> Tensor:
-        """Outputs ``(E, N, 1)`` for ``x (E, N, d)`` (or ``(N, d)`` shared by the members)."""
-        feats, _ = self.hidden_trace(params, x, noise)
-        return torch.baddbmm(params[3].unsqueeze(1), feats, params[2])
+    def features(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> Tensor:
+        """The readout features ``(E, N, H)`` of :meth:`hidden_trace`."""
+        return self.hidden_trace(params, x, fixed)[0]
+
+    def forward(self, params: Sequence[Tensor], x: Tensor, fixed: Fixed | None = None) -> Tensor:
+        """Outputs ``(E, N, 1)`` for ``x (E, N, d)`` (or ``(N, d)`` shared by the members); ``fixed`` holds the
+        rate code's ``"noise"`` for the rows of x."""
+        return super().forward(params, x, fixed)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able constructor arguments."""

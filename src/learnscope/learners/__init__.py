@@ -24,16 +24,19 @@ from learnscope.learners.kernels import (
     relu_nngp,
     relu_ntk,
 )
+from learnscope.learners.module_learner import ModuleLearner, Trained
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.registry import LEARNERS, make_learner
 from learnscope.learners.ridge import Ridge
 from learnscope.learners.small_cnn import SmallCNNLearner
-from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, Trained, TrainedLearner
+from learnscope.learners.trained import CircuitLearner, MushroomBodyLearner, SpikingLearner, TrainedLearner
 
 __all__ = [
     "KERNELS",
     "LEARNERS",
+    "CircuitLearner",
     "KernelRidge",
+    "ModuleLearner",
     "MushroomBodyLearner",
     "SpikingLearner",
     "Trained",

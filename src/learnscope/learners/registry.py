@@ -11,13 +11,13 @@ from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
 from learnscope.learners.small_cnn import SmallCNNLearner
-from learnscope.learners.trained import MushroomBodyLearner, SpikingLearner, TrainedLearner
+from learnscope.learners.trained import CircuitLearner, MushroomBodyLearner, SpikingLearner
 
 LEARNERS: dict[str, type] = {
     "ridge": Ridge,
     "kernel_ridge": KernelRidge,
     "random_features": RandomFeatureRidge,
-    "trained": TrainedLearner,
+    "trained": CircuitLearner,
     "mushroom_body": MushroomBodyLearner,
     "spiking": SpikingLearner,
     "small_cnn": SmallCNNLearner,

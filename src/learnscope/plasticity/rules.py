@@ -4,8 +4,11 @@ A :class:`Rule` turns a minibatch into one update of a circuit's parameters (and
 Kolen–Pollack, of the backward matrices B):
 
 1. forward pass with records; output error ``e = ∂L/∂output`` of the summed per-member loss (autograd);
-2. the transported parameter gradients from the explicit backward pass :meth:`Circuit.backward` (backward
-   matrices from :mod:`~learnscope.plasticity.transports`);
+2. the transported parameter gradients: from the explicit backward pass :meth:`Circuit.backward` for a layered
+   circuit (MLP, ConvNet), from the circuit's own ``loss_grads`` with the transport matrices for every other
+   circuit of the protocol (:mod:`learnscope.circuits.protocol`: the mushroom body, the LIF network, ConvPool —
+   backprop, feedback alignment, sign symmetry and Kolen–Pollack; information alignment and direct feedback
+   alignment need a layered circuit's records); backward matrices from :mod:`~learnscope.plasticity.transports`;
 3. L2 weight decay ``g += λθ`` on weights and biases (the ``λ‖θ‖²/2`` convention of TF's ``l2_regularizer``);
 4. B's own gradient: ``∂R_IA/∂B`` (IA, :func:`~learnscope.plasticity.transports.ia_feedback_grad`) or
    ``g_Wᵀ + λ_KP B`` (KP, with ``λ_KP W`` also added to W's gradient, so ``B − Wᵀ`` decays like
@@ -29,9 +32,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
 from torch import Tensor
 
 from learnscope.circuits.base import Circuit
+from learnscope.circuits.protocol import Fixed, FunctionalCircuit
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive
 from learnscope.plasticity.optimisers import OPTIMISERS, Optimiser, State
 from learnscope.plasticity.transports import (
@@ -140,6 +145,16 @@ class RuleState:
         )
 
 
+# RuleState is a pytree (feedback, opt, feedback_opt are the children; step the context), so one tree_map moves,
+# detaches or concatenates a whole state.
+pytree.register_pytree_node(
+    RuleState,
+    lambda s: ([s.feedback, s.opt, s.feedback_opt], s.step),
+    lambda children, step: RuleState(*children, step=step),
+    serialized_type_name="learnscope.plasticity.rules.RuleState",
+)
+
+
 # ---------------------------------------------------------------- the rule
 
 
@@ -212,11 +227,29 @@ class Rule:
         return d
 
     # -------------------------------------------------------------- state
-    def init_state(self, circuit: Circuit, params: Sequence[Tensor], generator: torch.Generator) -> RuleState:
+    def check_circuit(self, circuit: FunctionalCircuit) -> None:
+        """:class:`ConfigError` unless this rule can train ``circuit``: information alignment needs a layered
+        :class:`Circuit` (its layer records), direct feedback alignment a circuit with ``supports_dfa``."""
+        if self.transport == "information_alignment" and not isinstance(circuit, Circuit):
+            raise ConfigError(
+                f"information alignment needs a layered circuit (MLP or ConvNet) for its layer records; "
+                f"{type(circuit).__name__} trains with backprop, feedback alignment, sign symmetry or Kolen-Pollack"
+            )
+        if self.transport == "direct_feedback_alignment" and not getattr(circuit, "supports_dfa", False):
+            raise ConfigError(
+                f"direct_feedback_alignment is not available for {type(circuit).__name__} (MLP only); "
+                "choose another transport"
+            )
+
+    def init_state(
+        self, circuit: FunctionalCircuit, params: Sequence[Tensor], generator: torch.Generator
+    ) -> RuleState:
         """Initial state: backward matrices drawn from ``generator`` (see ``transports.init_feedback``), zero
-        optimiser buffers, ``step = 0``. DFA on a circuit without DFA support raises :class:`ConfigError`."""
+        optimiser buffers, ``step = 0``. A rule that cannot train the circuit raises :class:`ConfigError`
+        (:meth:`check_circuit`)."""
         if not isinstance(generator, torch.Generator):
             raise ConfigError("generator must be a torch.Generator (explicit seeding, no global RNG)")
+        self.check_circuit(circuit)
         circuit.ensemble_size(params)
         fb = init_feedback(self.transport, circuit, params, generator)
         opt = self.optim.init_state(params)
@@ -238,19 +271,24 @@ class Rule:
     # -------------------------------------------------------------- one update
     def step(
         self,
-        circuit: Circuit,
+        circuit: FunctionalCircuit,
         params: Sequence[Tensor],
         state: RuleState,
         x: Tensor,
         y: Tensor,
         loss_fn: LossFn,
         *,
+        fixed: Fixed | None = None,
         create_graph: bool = False,
     ) -> tuple[list[Tensor], RuleState, dict[str, Tensor]]:
         """One update on a minibatch ``(x, y)``.
 
-        params : ``[W1, b1, …]`` (optional ensemble axis E). state : from :meth:`init_state` or a previous step.
+        circuit : any circuit of the protocol (:mod:`learnscope.circuits.protocol`); a layered :class:`Circuit`
+            goes through its explicit backward pass, any other through its ``loss_grads`` with the transports.
+        params : ``[W1, b1, …]`` (optional ensemble axis E for a layered circuit, required otherwise).
+        state : from :meth:`init_state` or a previous step.
         x : ``(N, *in_shape)`` or ``(E, N, *in_shape)``. y : whatever ``loss_fn`` takes.
+        fixed : the members' fixed randomness for the rows of x (``Members.fixed`` plus ``draw_per_point`` rows).
         loss_fn : ``loss_fn(output, y)`` → per-member loss ``(E,)`` (or a scalar); it receives the output in the
             parameters' form (``(N, k)`` without an ensemble axis, ``(E, N, k)`` with one), e.g. :func:`mse_loss`.
         create_graph : keep the autograd graph through the update (for meta-gradients). ``False`` detaches
@@ -259,6 +297,9 @@ class Rule:
         Returns ``(new_params, new_state, {"loss": per-member loss before the update, detached})``; the inputs are
         not modified.
         """
+        if not isinstance(circuit, Circuit):
+            return self._autograd_step(circuit, params, state, x, y, loss_fn, fixed, create_graph)
+        circuit._check_fixed(fixed)
         E = circuit.ensemble_size(params)
         squeeze = E is None
         if not isinstance(state, RuleState) or len(state.feedback) != circuit.n_layers:
@@ -285,21 +326,52 @@ class Rule:
         with ctx():
             grads = self._param_grads(circuit, P, fb, records, delta)
             fb_grads = self._feedback_grads(circuit, P, fb, records, grads)
-            if self.weight_decay:
-                grads = [g + self.weight_decay * p for g, p in zip(grads, P, strict=True)]
-            if self.transport == "kolen_pollack" and self.kp_decay:
-                grads = [
-                    g + self.kp_decay * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, P, strict=True))
-                ]
-            optim, t = self.optim, state.step + 1
-            new_P, opt = optim.update(P, grads, _map_state(state.opt, up), t)
-            fb_opt = state.feedback_opt
-            if fb_grads is not None:
-                fb, fb_opt_e = optim.update(fb, fb_grads, _map_state(state.feedback_opt, up), t)
-                fb_opt = _map_state(fb_opt_e, down)
+            t = state.step + 1
+            new_P, fb, opt, fb_opt = self._update(P, fb, grads, fb_grads, _map_state(state.opt, up),
+                                                  _map_state(state.feedback_opt, up), t)
         new_params = [down(p) for p in new_P]
-        new_state = RuleState(_map(fb, down), _map_state(opt, down), fb_opt, t)
+        new_state = RuleState(_map(fb, down), _map_state(opt, down), _map_state(fb_opt, down), t)
         return new_params, new_state, {"loss": loss.detach()}
+
+    def _autograd_step(self, circuit: FunctionalCircuit, params: Sequence[Tensor], state: RuleState, x: Tensor,
+                       y: Tensor, loss_fn: LossFn, fixed: Fixed | None, create_graph: bool):
+        """:meth:`step` for a circuit without an explicit backward pass: ``circuit.loss_grads`` with the transport
+        matrices (exact to every order), then the same decay terms and optimiser."""
+        self.check_circuit(circuit)
+        circuit.ensemble_size(params)
+        if not isinstance(state, RuleState) or len(state.feedback) != len(circuit.layers):
+            raise ConfigError("state must be the RuleState returned by init_state/step for this circuit")
+        if not create_graph:
+            params = [p.detach() for p in params]
+            state = state.detach()
+        fb = list(state.feedback)
+        T = transport_matrices(self.transport, circuit, params, fb)
+        grads, loss = circuit.loss_grads(params, x, y, fixed, transport=T, loss_fn=None if loss_fn is mse_loss
+                                         else loss_fn, create_graph=create_graph)
+        ctx = torch.enable_grad if create_graph else torch.no_grad
+        with ctx():
+            fb_grads = None
+            if self.transport == "kolen_pollack":
+                fb_grads = [transport_to_feedback(layer, grads[2 * layer.index]) + self.kp_decay * B
+                            for layer, B in zip(circuit.layers, fb, strict=True)]
+            t = state.step + 1
+            new_P, fb, opt, fb_opt = self._update(list(params), fb, grads, fb_grads, state.opt, state.feedback_opt, t)
+        if not create_graph:
+            new_P = [p.detach() for p in new_P]
+        return new_P, RuleState(tuple(fb), opt, fb_opt, t), {"loss": loss}
+
+    def _update(self, P: list[Tensor], fb: list, grads: list[Tensor], fb_grads: list[Tensor] | None, opt: State,
+                fb_opt: State, t: int):
+        """Weight decay and the Kolen–Pollack decay on the gradients, then the optimiser step of the parameters
+        and (learned transports) of B: ``(new_params, new_feedback, opt, feedback_opt)``."""
+        if self.weight_decay:
+            grads = [g + self.weight_decay * p for g, p in zip(grads, P, strict=True)]
+        if self.transport == "kolen_pollack" and self.kp_decay:
+            grads = [g + self.kp_decay * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, P, strict=True))]
+        new_P, opt = self.optim.update(P, grads, opt, t)
+        if fb_grads is not None:
+            fb, fb_opt = self.optim.update(fb, fb_grads, fb_opt, t)
+        return new_P, fb, opt, fb_opt
 
     def _param_grads(self, circuit: Circuit, P: list[Tensor], fb: list, records, delta: Tensor) -> list[Tensor]:
         if self.transport == "direct_feedback_alignment":
