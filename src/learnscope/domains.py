@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from learnscope.datasets import mnist5k_digits
-from learnscope.errors import ConfigError, ShapeError, check_parameters, check_positive_int, split_spec
+from learnscope.errors import ConfigError, ShapeError
 from learnscope.spherical import GOLDEN_ANGLE, fibonacci_sphere
+from learnscope.validation import check_keys, check_positive_int, check_scalar, split_spec
 
 
 def random_rotation(d: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -81,9 +82,7 @@ class Sphere(Domain):
     name: str = field(default="sphere", init=False)
 
     def __post_init__(self) -> None:
-        check_positive_int("dim", self.dim)
-        if self.dim < 2:
-            raise ConfigError(f"sphere dim must be >= 2 (S^{{d-1}} in R^d), got {self.dim}")
+        check_scalar("sphere dim", self.dim, int, low=2, note="S^{d-1} in R^d")
 
     def _draw(self, n: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
         g = torch.randn(n, self.dim, generator=generator, dtype=dtype)
@@ -163,8 +162,8 @@ class Hypercube(Domain):
 
     def __post_init__(self) -> None:
         check_positive_int("dim", self.dim)
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ConfigError(f"hypercube bounds must be finite, got low={self.low}, high={self.high}")
+        check_scalar("hypercube low", self.low)
+        check_scalar("hypercube high", self.high)
         if not self.low < self.high:
             raise ConfigError(f"hypercube needs low < high, got low={self.low}, high={self.high}")
 
@@ -313,12 +312,8 @@ class Mnist01(SplitDataset):
     image_shape: tuple[int, int, int] = field(default=(1, 28, 28), init=False)
 
     def __post_init__(self) -> None:
-        check_positive_int("n_train", self.n_train)
-        if not 2 <= self.n_train <= 998:
-            raise ConfigError(f"mnist01 n_train must be 2..998 (1000 images, both digits in both parts), got "
-                              f"{self.n_train}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
-            raise ConfigError(f"mnist01 split_seed must be an integer >= 0, got {self.split_seed!r}")
+        check_scalar("mnist01 n_train", self.n_train, int, 2, 998, note="1000 images, both digits in both parts")
+        check_scalar("mnist01 split_seed", self.split_seed, int, low=0)
         x, y = mnist5k_digits((0, 1))
         rng = np.random.default_rng([self.split_seed, 1])
         per_digit = [rng.permutation(np.flatnonzero(y == digit)) for digit in (0, 1)]
@@ -341,6 +336,6 @@ def make_domain(spec: str | dict | Domain) -> Domain:
         return spec
     name, params = split_spec(spec, "domain", DOMAINS)
     cls = DOMAINS[name]
-    check_parameters(params, [f for f in cls.__dataclass_fields__ if cls.__dataclass_fields__[f].init],
-                     f"parameter of domain {name!r}")
+    check_keys(params, [f for f in cls.__dataclass_fields__ if cls.__dataclass_fields__[f].init],
+               f"parameter of domain {name!r}")
     return cls(**params)

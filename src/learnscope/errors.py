@@ -2,7 +2,8 @@
 
 Every error a user can cause (bad shapes, non-finite values, unknown names, bad config keys, non-positive
 sizes, unusable stores) raises a subclass of :class:`LearnscopeError` whose message is one line saying what
-to change. The CLI prints that line and exits with status 2, never a traceback.
+to change. The CLI prints that line and exits with status 2, never a traceback. The checks that raise them
+(scalars, tensors, specs, config keys) live in :mod:`learnscope.validation`.
 """
 
 from __future__ import annotations
@@ -61,40 +62,19 @@ def nearest_name(name: str, valid: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an int, raising :class:`ConfigError` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+# The checks moved to learnscope.validation. Until every importer says ``from learnscope.validation import …``
+# (bias/ and spherical.py are being edited elsewhere), the old names resolve lazily (a module import here would be
+# circular: validation imports this module). Delete this once `grep -rn "errors import.*check_" src` is empty.
+_MOVED = {"check_positive_int", "check_positive", "split_spec"}
 
 
-def check_positive(name: str, value: object) -> float:
-    """Return ``value`` as a float, raising :class:`ConfigError` unless it is a finite positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+def __getattr__(name: str):
+    if name in _MOVED:
+        from learnscope import validation
 
+        return getattr(validation, name)
+    if name == "check_parameters":  # the old name of validation.check_keys
+        from learnscope.validation import check_keys
 
-def split_spec(spec: object, kind: str, registry: Iterable[str]) -> tuple[str, dict]:
-    """Read a component spec: a name (``"disc"``) or a table with a ``name`` key plus parameters.
-
-    Returns (name, parameters); raises :class:`UnknownNameError` for a name not in ``registry`` and
-    :class:`ConfigError` for anything that is neither a name nor such a table.
-    """
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"a {kind} is a name or a table with a 'name' key, got {spec!r}")
-    params = dict(spec)
-    name = params.pop("name")
-    if not isinstance(name, str) or name not in registry:
-        raise UnknownNameError(kind, str(name), registry)
-    return name, params
-
-
-def check_parameters(params: dict, valid: Iterable[str], what: str) -> None:
-    """Raise :class:`UnknownNameError` for the first key of ``params`` that is not in ``valid``."""
-    valid = list(valid)
-    for key in params:
-        if key not in valid:
-            raise UnknownNameError(what, str(key), valid or ["(none)"])
+        return check_keys
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,29 +29,14 @@ import numpy as np
 import torch
 from scipy import special
 
-from learnscope.errors import (
-    ConfigError,
-    ShapeError,
-    check_parameters,
-    check_positive_int,
-    split_spec,
-)
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_keys, check_positive_int, check_scalar, split_spec
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _GL_ORDER = 16
 # Geometric refinement toward u = 0 / u = 1, as fractions of the panel that touches the end point. Quantile
 # functions with unbounded support (Gaussian, heavy tails) have integrable log-type singularities there.
 _GRADED = np.array([0.0] + [10.0**-k for k in range(15, 0, -1)] + [1.0])
-
-
-def _real(what: str, value: object) -> float:
-    """``value`` as a finite float, else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{what} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ConfigError(f"{what} must be finite, got {value!r}")
-    return v
 
 
 def _as_u(u: torch.Tensor | np.ndarray | float) -> torch.Tensor:
@@ -184,7 +169,7 @@ class Uniform(Target):
     name: str = field(default="uniform", init=False)
 
     def __post_init__(self) -> None:
-        low, high = _real("uniform low", self.low), _real("uniform high", self.high)
+        low, high = check_scalar("uniform low", self.low), check_scalar("uniform high", self.high)
         if not low < high:
             raise ConfigError(f"uniform target needs low < high, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
@@ -232,9 +217,8 @@ class Gaussian(Target):
     name: str = field(default="gaussian", init=False)
 
     def __post_init__(self) -> None:
-        mean, std = _real("gaussian mean", self.mean), _real("gaussian std", self.std)
-        if std <= 0:
-            raise ConfigError(f"gaussian target needs std > 0, got std={std}")
+        mean = check_scalar("gaussian mean", self.mean)
+        std = check_scalar("gaussian std", self.std, float, low=0.0, closed="neither")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
 
@@ -425,7 +409,7 @@ def make_target(spec: str | dict | Target) -> Target:
     if isinstance(spec, Target):
         return spec
     name, params = split_spec(spec, "target", TARGETS)
-    check_parameters(params, _PARAMS[name], f"parameter of target {name!r}")
+    check_keys(params, _PARAMS[name], f"parameter of target {name!r}")
     if name == "empirical" and "samples" not in params:
         raise ConfigError("empirical target needs a 'samples' array")
     return TARGETS[name](**params)

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from learnscope.circuits.base import LayerInfo
 from learnscope.circuits.protocol import Fixed, LossFn, Members, Transport, init_layers, member_mse
-from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_positive_int
 
 
 class AutogradCircuit:

@@ -72,7 +72,8 @@ from learnscope.circuits.protocol import (  # noqa: F401 (re-exported: the share
     member_mse,
     uniform,
 )
-from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_positive_int, check_scalar
 
 GROUPS = ("early", "middle", "deep")
 
@@ -412,8 +413,7 @@ class Circuit:
             ``x_in`` then goes through ``T`` — the "as_original" B-based activity change of identify-spec §4.3.
         feedback : accepted for symmetry with :meth:`forward` and ignored: DFA has no path inside one layer.
         """
-        if not isinstance(index, int) or not 0 <= index < self.n_layers:
-            raise ConfigError(f"index must be a layer index in [0, {self.n_layers}), got {index!r}")
+        index = check_scalar("index", index, int, 0, self.n_layers, closed="left", note="a layer index")
         P, E, squeeze = self._ensemble_form(params)
         T = self._check_transport(transport, P, squeeze)[index]
         W, b = P[2 * index], P[2 * index + 1]

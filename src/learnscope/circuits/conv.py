@@ -20,7 +20,8 @@ from torch import Tensor
 
 from learnscope.circuits.base import Circuit, LayerInfo, group_layers
 from learnscope.circuits.mlp import dense_adjoint, dense_affine, dense_linear, dense_weight_grad
-from learnscope.errors import ConfigError, check_positive_int
+from learnscope.errors import ConfigError
+from learnscope.validation import check_positive_int
 
 
 def to_grouped(x: Tensor) -> Tensor:

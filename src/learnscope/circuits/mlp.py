@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from learnscope.circuits.base import Circuit, LayerInfo, group_layers
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.validation import check_positive_int
 
 # activation -> (f(a), f'(a) written in terms of the output h = f(a)); both are ordinary differentiable torch
 # ops, so an explicit backward pass through them stays exact to second order.

@@ -13,7 +13,8 @@ from torch import Tensor
 from learnscope.circuits.autograd import AutogradCircuit
 from learnscope.circuits.base import LayerInfo, group_layers
 from learnscope.circuits.protocol import Fixed
-from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_positive_int
 
 
 class ConvPool(AutogradCircuit):

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from learnscope.errors import ConfigError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_positive_int
 
 if TYPE_CHECKING:
     from learnscope.circuits.base import LayerInfo

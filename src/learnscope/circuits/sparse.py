@@ -58,7 +58,8 @@ from learnscope.circuits.protocol import (
     check_member_inputs,
     default_uniform_init,
 )
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.validation import check_positive_int
 
 Sampler = Callable[[torch.Generator, int, int, int, int], Tensor]
 

@@ -47,7 +47,8 @@ from torch import Tensor
 from learnscope.circuits.autograd import AutogradCircuit
 from learnscope.circuits.base import LayerInfo, group_layers
 from learnscope.circuits.protocol import Fixed, check_member_inputs
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.validation import check_positive, check_positive_int
 
 SURROGATES = ("fast_sigmoid", "sigmoid")
 ENCODINGS = ("current", "rate")

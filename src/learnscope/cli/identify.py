@@ -36,10 +36,10 @@ def simulate_cmd(
     (warning: lines say how many and why).
     """
     from learnscope.cli._common import exit_on_warnings
-    from learnscope.errors import check_positive_int
     from learnscope.fileio import shown
     from learnscope.identify.grid import load_grid
     from learnscope.identify.simulate import outcome_warnings, prepare
+    from learnscope.validation import check_positive_int
 
     check_positive_int("--jobs", jobs)
     grid = load_grid(config)

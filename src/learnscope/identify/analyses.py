@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from learnscope.errors import LearnscopeError, check_positive_int
+from learnscope.errors import LearnscopeError
 from learnscope.identify.dataset import PERFORMANCE_NAMES
 from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, curve_conditions, load_frames
 from learnscope.identify.observables import OBS_CLASSES
@@ -66,6 +66,7 @@ from learnscope.identify.tables import (
     TemporalCurves,
 )
 from learnscope.results import to_jsonable
+from learnscope.validation import check_positive_int
 
 MAIN_CLASSES: tuple[str, ...] = ("weight", "act", "grad", "all")
 CURVE_CLASSES: tuple[str, ...] = ("weight", "act", "all")

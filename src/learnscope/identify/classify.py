@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from learnscope.errors import check_positive_int
 from learnscope.identify.analyses import DEFAULT_KS, DEFAULT_MS, Source, plan_analyses
 from learnscope.identify.classifiers import estimator_input
 from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, load_frames
@@ -24,6 +23,7 @@ from learnscope.identify.protocol import DEFAULT_TEST_SIZE
 from learnscope.identify.runner import Plan, Runner, check_classifiers, check_settings
 from learnscope.identify.tables import ClassifyResults, DatasetSummary, Settings
 from learnscope.results import to_jsonable
+from learnscope.validation import check_positive_int
 
 
 def _summary(frames: Frames) -> DatasetSummary:

@@ -32,6 +32,7 @@ import pandas as pd
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, StoreError, UnknownNameError
 from learnscope.identify.observables import ALL_OBS, OBS_CLASSES
 from learnscope.identify.store import Store
+from learnscope.validation import check_scalar
 
 GROUPS: tuple[str, ...] = ("early", "middle", "deep")
 META_COLUMNS: tuple[str, ...] = (
@@ -80,9 +81,7 @@ def checkpoint_indices(mode: str, n_checkpoints: int, k: int | None = None) -> n
         if k not in (None, 1):
             raise ConfigError(f"end-only keeps one checkpoint; pass k=None or 1, got {k!r}")
         return np.array([C - 1])
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"{mode} needs a positive integer k, got {k!r}")
-    k = int(k)
+    k = check_scalar("k", k, int, low=1, note=f"the {mode} window")
     if mode == "every-m":
         return np.arange(0, C, k)
     if k > C:

@@ -39,16 +39,32 @@ import numpy as np
 
 from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int, nearest_name
+from learnscope.errors import ConfigError, UnknownNameError, nearest_name
 from learnscope.fileio import shown
 from learnscope.identify.observables import Condition
 from learnscope.plasticity.rules import RULES, make_rule
+from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
 
 GRID_KEYS = ("tasks", "architectures", "rules", "batch_sizes", "learning_rates", "seeds")
 TRAINING_KEYS = ("epochs", "checkpoints", "weight_decay", "n_train", "n_probe", "lr_spread")
 SECTIONS = ("grid", "training", "rules", "conditions", "run")
 # lr_spread (default 1) is not filled in, so grids without it keep their network ids
 TRAINING_DEFAULTS = {"epochs": 15, "checkpoints": 21, "weight_decay": 1e-4, "n_train": 1400, "n_probe": 128}
+# what each [training] value must be (checked by one loop, as scikit-learn's _parameter_constraints)
+TRAINING_CONSTRAINTS = {
+    "epochs": Interval(int, 1),
+    "checkpoints": Interval(int, 2, note="initialisation and the end of training"),
+    "n_train": Interval(int, 1),
+    "n_probe": Interval(int, 1),
+    "weight_decay": Interval(float, 0),
+    "lr_spread": Interval(float, 1, note="1 = no spread"),
+}
+# what each entry of a [grid] list of numbers must be
+GRID_ENTRY_CONSTRAINTS = {
+    "batch_sizes": Interval(int, 1),
+    "learning_rates": Interval(float, 0, closed="neither", note="a multiplier of each rule's base lr"),
+    "seeds": Interval(int, 0),
+}
 DEFAULT_BASE_LR = {"adam": 1e-3}
 _MLP = re.compile(r"^mlp_(\d+)x(\d+)$")
 _MLP_SIZES = re.compile(r"^mlp_(\d+(?:-\d+)*)$")
@@ -81,9 +97,9 @@ def check_architecture(name: object) -> str:
     if isinstance(name, list):
         if not name:
             raise ConfigError(f"[grid] architecture [] lists no hidden layer ({_ARCH_HELP})")
-        if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in name):
-            raise ConfigError(f"[grid] architecture {name!r}: hidden sizes must be positive integers ({_ARCH_HELP})")
-        return _sizes_name(list(name))
+        for i, w in enumerate(name):
+            check_scalar(f"[grid] architecture {name!r}: hidden width [{i}]", w, int, low=1, note=_ARCH_HELP)
+        return _sizes_name([int(w) for w in name])
     if not isinstance(name, str):
         raise _unknown_architecture(name)
     if name == "cnn":
@@ -132,19 +148,19 @@ def _list(table: dict, key: str, where: str) -> list:
     return value
 
 
-def _check_keys(table: dict, valid, where: str) -> None:
-    for key in table:
-        if key not in valid:
-            raise UnknownNameError(f"key in [{where}]", key, valid)
+def _entries(grid: dict, key: str) -> list:
+    """The checked entries of the [grid] list ``key`` (see :data:`GRID_ENTRY_CONSTRAINTS`)."""
+    rule = GRID_ENTRY_CONSTRAINTS[key]
+    return [rule.check(f"grid.{key}[{i}]", v) for i, v in enumerate(_list(grid, key, "grid"))]
 
 
 def parse_grid(raw: dict) -> dict:
     """Validate a grid config and return it fully resolved (defaults filled in); raises before any work."""
-    _check_keys(raw, SECTIONS, "config (top-level table)")
+    check_keys(raw, SECTIONS, "key in [config (top-level table)]")
     grid = raw.get("grid")
     if not isinstance(grid, dict):
         raise ConfigError("the config needs a [grid] table")
-    _check_keys(grid, GRID_KEYS, "grid")
+    check_keys(grid, GRID_KEYS, "key in [grid]")
     tasks = _list(grid, "tasks", "grid")
     for t in tasks:
         if t not in TASKS:
@@ -154,37 +170,21 @@ def parse_grid(raw: dict) -> dict:
     for r in rules:
         if r not in RULES:
             raise UnknownNameError("rule", r, RULES)
-    batch_sizes = [check_positive_int("grid.batch_sizes entry", b) for b in _list(grid, "batch_sizes", "grid")]
-    lrs = grid.get("learning_rates", [1.0])
-    if not isinstance(lrs, list) or not lrs:
-        raise ConfigError(f"[grid] learning_rates must be a non-empty list of multipliers, got {lrs!r}")
-    for m in lrs:
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 < m < math.inf):
-            raise ConfigError(f"[grid] learning_rates are multipliers of each rule's base lr, > 0; got {m!r}")
-    seeds = _list(grid, "seeds", "grid")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ConfigError(f"[grid] seeds must be integers >= 0, got {seeds!r}")
+    batch_sizes = _entries(grid, "batch_sizes")
+    lrs = _entries({"learning_rates": [1.0]} | grid, "learning_rates")
+    seeds = _entries(grid, "seeds")
     for name, values in (("tasks", tasks), ("architectures", archs), ("rules", rules), ("seeds", seeds),
                          ("batch_sizes", batch_sizes)):
         if len(set(values)) != len(values):
             raise ConfigError(f"[grid] {name} has duplicates: {values}")
 
     training = dict(TRAINING_DEFAULTS) | (raw.get("training") or {})
-    _check_keys(training, TRAINING_KEYS, "training")
-    for key in ("epochs", "checkpoints", "n_train", "n_probe"):
-        check_positive_int(f"training.{key}", training[key])
-    if training["checkpoints"] < 2:
-        raise ConfigError("training.checkpoints must be >= 2 (initialisation and the end of training)")
-    wd = training["weight_decay"]
-    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
-        raise ConfigError(f"training.weight_decay must be a number >= 0, got {wd!r}")
-    spread = training.get("lr_spread", 1.0)
-    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not (1 <= spread < math.inf):
-        raise ConfigError(f"training.lr_spread must be a number >= 1 (1 = no spread), got {spread!r}")
+    check_keys(training, TRAINING_KEYS, "key in [training]")
+    check_constraints(training, TRAINING_CONSTRAINTS, prefix="training.")
     _check_steps(batch_sizes, training)
 
     rule_tables = raw.get("rules") or {}
-    _check_keys(rule_tables, RULES, "rules")
+    check_keys(rule_tables, RULES, "key in [rules]")
     resolved_rules = {}
     for r in rules:
         params = dict(rule_tables.get(r, {}))
@@ -198,7 +198,7 @@ def parse_grid(raw: dict) -> dict:
     for i, c in enumerate(conditions_raw):
         if not isinstance(c, dict):
             raise ConfigError(f"[[conditions]] entry {i + 1} must be a table")
-        _check_keys(c, valid, f"conditions {i + 1}")
+        check_keys(c, valid, f"key in [conditions {i + 1}]")
         conditions.append(asdict(Condition(**c)))
     names = [c["name"] for c in conditions]
     if len(set(names)) != len(names):

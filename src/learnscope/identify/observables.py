@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.validation import check_positive_int, check_scalar
 
 MEASURES: tuple[str, ...] = ("weight", "act")
 FUNCTIONS: tuple[str, ...] = ("raw", "sq", "abs")
@@ -224,18 +225,15 @@ class Condition:
 def _check_frac(frac: float | None) -> None:
     if frac is None:
         return
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0.0 < frac <= 1.0):
-        raise ConfigError(f"frac must be in (0, 1] or None, got {frac!r}")
+    check_scalar("frac", frac, float, 0.0, 1.0, closed="right", note="or None to keep every unit")
 
 
 def _check_sigma(sigma: float) -> None:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (0.0 <= sigma < math.inf):
-        raise ConfigError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    check_scalar("sigma", sigma, float, low=0.0)
 
 
 def _check_seed(seed: int, name: str = "seed") -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (0 <= seed <= _MAX_SEED):
-        raise ConfigError(f"{name} must be an integer in [0, {_MAX_SEED}], got {seed!r}")
+    check_scalar(name, seed, int, 0, _MAX_SEED)
 
 
 def unit_subset(n_units: int, frac: float | None, seed: int) -> np.ndarray | None:

@@ -35,10 +35,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.identify.classifiers import estimator_input, grid_size, make_classifier
 from learnscope.identify.dataset import TrajectoryDataset
 from learnscope.identify.tables import Evaluation
+from learnscope.validation import check_positive_int, check_scalar
 
 DEFAULT_TEST_SIZE = 0.25
 """Fraction of each rule's units (networks or rows) tested in an outer split ("category-balanced 75 %/25 %")."""
@@ -97,8 +98,7 @@ def _pick_per_class(inds: np.ndarray, labels: np.ndarray, classes: np.ndarray, k
 
 def balanced_counts(labels: np.ndarray, test_size: float) -> tuple[int, int]:
     """``(n_test, n_train)`` per class for a category-balanced split of ``labels`` (see the module docstring)."""
-    if not 0.0 < test_size < 1.0:
-        raise ConfigError(f"test_size must be in (0, 1), got {test_size!r}")
+    check_scalar("test_size", test_size, float, 0.0, 1.0, closed="neither")
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     n_min = int(counts.min())
     n_test = max(1, int(np.floor(test_size * n_min + 0.5)))

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from learnscope.errors import ConfigError, check_positive_int
+from learnscope.errors import ConfigError
 from learnscope.identify.classifiers import estimator_input, make_classifier
 from learnscope.identify.dataset import GROUPS, TrajectoryDataset
 from learnscope.identify.frames import Frames
 from learnscope.identify.observables import OBS_CLASSES
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE, evaluate, fit_split, get_splits, split_seed_for
+from learnscope.validation import check_positive_int, check_scalar
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``, called after each outer-split fit."""
@@ -58,8 +59,7 @@ def check_settings(classifiers: Sequence[str] | str, grid: str, n_splits: int, s
     for name in classifiers:
         make_classifier(name, grid)  # UnknownNameError for a bad grid
     check_positive_int("n_splits", n_splits)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    check_scalar("seed", seed, int, low=0)
     return classifiers
 
 

@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 
 from learnscope.circuits import Circuit
 from learnscope.datasets import Task, load_task
-from learnscope.errors import ConfigError, StoreError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, StoreError, UnknownNameError
 from learnscope.identify.grid import check_feasible, circuit_for, expand
 from learnscope.identify.observables import ALL_OBS, Condition, measure_layer
 from learnscope.identify.store import Damage, Store
 from learnscope.plasticity.rules import angle_between, cross_entropy_loss, make_rule, mse_loss
+from learnscope.validation import check_positive_int
 
 BACKENDS = ("loky", "dask", "sequential")
 

@@ -26,8 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from learnscope._validate import check_finite, check_ndim
 from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import check_finite, check_ndim, check_scalar
 
 GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
 
@@ -172,9 +172,7 @@ def validate_fit_inputs(x_train: torch.Tensor, y_train: torch.Tensor, x_test: to
 
 def check_lam(lam: object) -> float:
     """Return the ridge penalty as a float; :class:`ConfigError` unless it is a finite number > 0."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (0 < lam < float("inf")):
-        raise ConfigError(f"lam (ridge penalty) must be a finite number > 0, got {lam!r}")
-    return float(lam)
+    return check_scalar("lam", lam, float, low=0.0, closed="neither", note="the ridge penalty")
 
 
 def generator_blocks(generator: GeneratorLike, batch: int) -> list[tuple[torch.Generator, int]]:

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.learners.base import GeneratorLike, LearnerBase, check_lam, kernel_ridge_predict, validate_fit_inputs
 from learnscope.spherical import funk_hecke_eigenvalues
+from learnscope.validation import check_positive, check_positive_int, check_scalar
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -111,9 +112,7 @@ def _relu_recursion(
     _check_pair(x1, x2)
     depth = check_positive_int("depth", depth)
     sw = check_positive("sigma_w2", sigma_w2)
-    if isinstance(sigma_b2, bool) or not isinstance(sigma_b2, (int, float)) or not 0 <= sigma_b2 < math.inf:
-        raise ConfigError(f"sigma_b2 must be a finite number >= 0, got {sigma_b2!r}")
-    sb = float(sigma_b2)
+    sb = check_scalar("sigma_b2", sigma_b2, float, low=0.0)
     d = x1.shape[-1]
     q1 = sw * (x1 * x1).sum(-1) / d + sb  # Σ^{l}(x, x), shape (B, n)
     q2 = sw * (x2 * x2).sum(-1) / d + sb

@@ -11,10 +11,11 @@ import torch.utils._pytree as pytree
 from torch import Tensor
 
 from learnscope.circuits.protocol import default_uniform_init
-from learnscope.errors import ConfigError, ShapeError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, ShapeError
 from learnscope.learners.base import GeneratorLike, LearnerBase, described, generator_blocks, validate_fit_inputs
 from learnscope.learners.unroll import gather_rows
 from learnscope.plasticity.rules import RULES
+from learnscope.validation import check_positive, check_positive_int
 
 PLAIN_GD = ("sgd", "backprop")
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from learnscope.errors import ConfigError, check_positive_int
+from learnscope.errors import ConfigError
 from learnscope.learners.base import (
     GeneratorLike,
     LearnerBase,
@@ -16,6 +16,7 @@ from learnscope.learners.base import (
     ridge_predict,
     validate_fit_inputs,
 )
+from learnscope.validation import check_positive, check_positive_int
 
 
 def _check_variances(variances: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -27,11 +28,9 @@ def _check_variances(variances: Sequence[float] | None) -> tuple[float, ...] | N
         raise ConfigError(
             f"variances must be a sequence of positive numbers or None, got {variances!r}"
         ) from None
-    if not vals or not all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < math.inf for v in vals
-    ):
-        raise ConfigError(f"variances must be a non-empty sequence of finite numbers > 0, got {variances!r}")
-    return tuple(float(v) for v in vals)
+    if not vals:
+        raise ConfigError("variances must be a non-empty sequence of finite numbers > 0 or None, got an empty one")
+    return tuple(check_positive(f"variances[{i}]", v) for i, v in enumerate(vals))
 
 
 class RandomFeatureRidge(LearnerBase):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from learnscope.errors import ConfigError, check_parameters, split_spec
+from learnscope.errors import ConfigError
 from learnscope.learners.base import init_parameters
 from learnscope.learners.kernels import KernelRidge
 from learnscope.learners.random_features import RandomFeatureRidge
 from learnscope.learners.ridge import Ridge
 from learnscope.learners.small_cnn import SmallCNNLearner
 from learnscope.learners.trained import CircuitLearner, MushroomBodyLearner, SpikingLearner
+from learnscope.validation import check_keys, split_spec
 
 LEARNERS: dict[str, type] = {
     "ridge": Ridge,
@@ -41,7 +42,7 @@ def make_learner(spec: str | Mapping[str, Any] | object) -> Any:
         cls = LEARNERS[name]
         names, var_kw = init_parameters(cls)
         if var_kw is None:  # a learner with **kwargs (KernelRidge) checks them itself, against its kernel
-            check_parameters(kwargs, names, f"argument of learner {name!r}")
+            check_keys(kwargs, names, f"argument of learner {name!r}")
         return cls(**kwargs)
     if callable(getattr(spec, "fit_predict", None)):
         return spec

@@ -43,7 +43,7 @@ from learnscope.circuits.protocol import FunctionalCircuit, Members
 from learnscope.circuits.registry import input_dim, make_circuit
 from learnscope.circuits.sparse import SCHEMES, MushroomBody
 from learnscope.circuits.spiking import SpikingLIF
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.learners.base import GeneratorLike, LearnerBase, described, validate_fit_inputs
 from learnscope.learners.module_learner import PLAIN_GD, ModuleLearner, Trained, check_batch_size  # noqa: F401
 from learnscope.learners.unroll import (
@@ -56,6 +56,7 @@ from learnscope.learners.unroll import (
 )
 from learnscope.plasticity.optimisers import OPTIMISERS
 from learnscope.plasticity.rules import Rule, make_rule
+from learnscope.validation import check_positive, check_positive_int
 
 __all__ = [
     "DEFAULT_CIRCUIT",

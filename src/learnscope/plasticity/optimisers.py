@@ -26,17 +26,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learnscope.errors import ConfigError, UnknownNameError, check_positive
+from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.validation import Interval, check_constraints
 
 OPTIMISERS = ("sgd", "momentum", "adam")
 
 State = dict[str, tuple[Tensor | None, ...]]
 
 
-def _check_unit_interval(name: str, v: object) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {v!r}")
-    return float(v)
+# what each number of an Optimiser must be (one loop checks them, as scikit-learn's _parameter_constraints)
+OPTIMISER_CONSTRAINTS = {
+    "lr": Interval(float, 0.0, closed="neither"),
+    "momentum": Interval(float, 0.0, 1.0, closed="left"),
+    "eps": Interval(float, 0.0, closed="neither"),
+}
+_BETA = Interval(float, 0.0, 1.0, closed="left")
 
 
 def safe_sqrt(v: Tensor) -> Tensor:
@@ -71,13 +75,11 @@ class Optimiser:
     def __post_init__(self) -> None:
         if self.name not in OPTIMISERS:
             raise UnknownNameError("optimiser", self.name, OPTIMISERS)
-        check_positive("lr", self.lr)
-        _check_unit_interval("momentum", self.momentum)
+        check_constraints(vars(self), OPTIMISER_CONSTRAINTS)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise ConfigError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
-        _check_unit_interval("betas[0]", self.betas[0])
-        _check_unit_interval("betas[1]", self.betas[1])
-        check_positive("eps", self.eps)
+        _BETA.check("betas[0]", self.betas[0])
+        _BETA.check("betas[1]", self.betas[1])
 
     def init_state(self, params: Sequence[Tensor | None]) -> State:
         """Zero buffers shaped like ``params``: ``{}`` (sgd), ``{"v"}`` (momentum), ``{"m", "v"}`` (adam)."""

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from learnscope.circuits.base import Circuit
 from learnscope.circuits.protocol import Fixed, FunctionalCircuit
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.plasticity.optimisers import OPTIMISERS, Optimiser, State
 from learnscope.plasticity.transports import (
     LEARNED_FEEDBACK,
@@ -49,6 +49,7 @@ from learnscope.plasticity.transports import (
     transport_matrices,
     transport_to_feedback,
 )
+from learnscope.validation import Interval, check_constraints
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -158,10 +159,12 @@ pytree.register_pytree_node(
 # ---------------------------------------------------------------- the rule
 
 
-def _nonneg(name: str, v: object) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-        raise ConfigError(f"{name} must be a finite number ≥ 0, got {v!r}")
-    return float(v)
+# what each number of a Rule must be (one loop checks them, as scikit-learn's _parameter_constraints); the
+# optimiser's own numbers (momentum, betas, eps) are checked by Optimiser
+RULE_CONSTRAINTS = {
+    "lr": Interval(float, 0.0, closed="neither"),
+    **{key: Interval(float, 0.0) for key in ("weight_decay", "ia_alpha", "ia_beta", "ia_gamma", "kp_decay")},
+}
 
 
 @dataclass(frozen=True)
@@ -206,11 +209,9 @@ class Rule:
         check_transport(self.transport)
         if self.optimiser not in OPTIMISERS:
             raise UnknownNameError("optimiser", self.optimiser, OPTIMISERS)
-        check_positive("lr", self.lr)
+        check_constraints(vars(self), RULE_CONSTRAINTS)
         object.__setattr__(self, "betas", tuple(self.betas) if isinstance(self.betas, list) else self.betas)
         _ = self.optim  # validates momentum, betas and eps
-        for key in ("weight_decay", "ia_alpha", "ia_beta", "ia_gamma", "kp_decay"):
-            _nonneg(key, getattr(self, key))
         if not isinstance(self.ia_normalise, (bool, str)):
             raise ConfigError(f"ia_normalise must be True, False, 'activity' or 'weight', got {self.ia_normalise!r}")
         ia_normalise_mode(self.ia_normalise)
