@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from learnscope.identify.grid import expand, load_grid
-from learnscope.identify.simulate import simulate
+from learnscope.identify.simulation import simulate
 from learnscope.identify.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

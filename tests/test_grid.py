@@ -16,7 +16,7 @@ from learnscope.circuits import MLP, ConvNet
 from learnscope.cli import app
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.identify.grid import check_architecture, check_feasible, expand, hidden_sizes, load_grid, parse_grid
-from learnscope.identify.simulate import build_circuit, checkpoint_steps, train_and_record
+from learnscope.identify.simulation import build_circuit, checkpoint_steps, train_and_record
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from learnscope.cli import app
 from learnscope.identify.grid import parse_grid
 from learnscope.identify.predict import fit_model, predict_recordings, recordings_from_store
-from learnscope.identify.simulate import simulate
+from learnscope.identify.simulation import simulate
 from learnscope.identify.store import Store
 
 runner = CliRunner()

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from learnscope.cli import app
 from learnscope.errors import ConfigError, StoreError, UnknownNameError
-from learnscope.identify import simulate as simulate_module
+from learnscope.identify import simulation as simulate_module
 from learnscope.identify.grid import expand, load_grid, parse_grid
 from learnscope.identify.observables import ALL_OBS
-from learnscope.identify.simulate import checkpoint_steps, prepare, simulate, train_and_record
+from learnscope.identify.simulation import checkpoint_steps, prepare, simulate, train_and_record
 from learnscope.identify.store import SCHEMA_VERSION, Store
 
 SMALL = {

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from learnscope.cli import app
 from learnscope.errors import StoreError
 from learnscope.identify.grid import expand, load_grid
-from learnscope.identify.simulate import simulate
+from learnscope.identify.simulation import simulate
 from learnscope.identify.store import INTEGRITY_KEY, Damage, Store
 
 runner = CliRunner()

@@ -43,7 +43,7 @@ def run_demo(out: Path, *, jobs: int = 2, progress: bool = True) -> list[str]:
     from learnscope.cli.bias import print_summary, write_bias_run
     from learnscope.cli.identify import print_main_table, write_classify_run
     from learnscope.identify.grid import load_grid
-    from learnscope.identify.simulate import simulate
+    from learnscope.identify.simulation import simulate
 
     earlier = _prepare(out)
     cfg = load_config(BIAS_CONFIG, [], None)

@@ -38,7 +38,7 @@ def simulate_cmd(
     from learnscope.cli._common import exit_on_warnings
     from learnscope.fileio import shown
     from learnscope.identify.grid import load_grid
-    from learnscope.identify.simulate import outcome_warnings, prepare
+    from learnscope.identify.simulation import outcome_warnings, prepare
     from learnscope.validation import check_positive_int
 
     check_positive_int("--jobs", jobs)
