@@ -21,6 +21,7 @@ from learnscope.bias.analysis import (
     linear_fit,
     mean_products,
     overlap_matrix,
+    paired_generalisation_difference,
     real_spherical_harmonics,
     refit_half_mse,
     sphere_points,
@@ -301,6 +302,62 @@ def test_generalisation_error_exact_and_zero_learners():
     assert zl.calls[0] == ((64, 5, 3), (64, 5), (64, 20, 3))
     again = generalisation_error(ZeroLearner(), _f_lin, dom, n_train=5, n_test=20, draws=200, batch=64)
     assert again == zero
+
+
+def test_paired_difference_of_an_exact_and_a_zero_learner_is_the_mean_square_of_each_task():
+    dom = Sphere(3)
+    paired = paired_generalisation_difference(ExactLearner(), ZeroLearner(), _f_lin, dom, 5, 20, draws=30, seed=4,
+                                              batch=7)
+    zero = generalisation_error(ZeroLearner(), _f_lin, dom, n_train=5, n_test=20, draws=30, seed=4, batch=7)
+    assert paired["mse_a"] == 0.0 and paired["n"] == 30
+    assert paired["mse_b"] == pytest.approx(zero["mse"], rel=1e-12)  # the same tasks as generalisation_error
+    d = paired["differences"]  # per task: mean f² over its test points (the zero learner's error)
+    assert d.shape == (30,) and (d > 0).all()
+    assert paired["mean_difference"] == pytest.approx(d.mean(), rel=1e-12)
+    assert paired["sem"] == pytest.approx(d.std(ddof=1) / math.sqrt(30), rel=1e-12) == pytest.approx(zero["sem"])
+    swapped = paired_generalisation_difference(ZeroLearner(), ExactLearner(), _f_lin, dom, 5, 20, draws=30, seed=4,
+                                               batch=7)
+    np.testing.assert_array_equal(swapped["differences"], -d)
+
+
+class _StreamDomain:
+    """Inputs are the generator's first uniforms, kept, so a test can read which stream the tasks came from."""
+
+    def __init__(self):
+        self.first = None
+
+    def sample_batch(self, b, n, generator, dtype):
+        x = torch.rand(b, n, 2, generator=generator, dtype=dtype)
+        self.first = x.flatten()[:4] if self.first is None else self.first
+        return x
+
+
+class _StreamLearner:
+    """Predicts 0 and keeps the first uniforms of the generator it is given."""
+
+    def __init__(self):
+        self.first = None
+
+    def fit_predict(self, x_tr, y_tr, x_te, generator):
+        if self.first is None:
+            self.first = torch.rand(4, generator=generator, dtype=torch.float64)
+        return torch.zeros(x_te.shape[:2], dtype=x_te.dtype)
+
+
+def _streams(seed: int) -> tuple[tuple, tuple]:
+    dom, learner = _StreamDomain(), _StreamLearner()
+    generalisation_error(learner, lambda x: x[:, 0] + 0.1, dom, n_train=2, n_test=2, draws=1, seed=seed,
+                         dtype=torch.float64)
+    return tuple(dom.first.tolist()), tuple(learner.first.tolist())
+
+
+def test_few_shot_streams_of_neighbouring_seeds_do_not_overlap():
+    """The first release drew seed s's tasks from manual_seed(s) and its learner from manual_seed(s + 1), so the
+    learner of seed s drew exactly the tasks of seed s + 1; named streams keep every (seed, purpose) apart, and the
+    same seed repeats its draws exactly (the paired design across learners)."""
+    draws = [_streams(seed) for seed in (0, 1, 2)]
+    assert len({stream for pair in draws for stream in pair}) == 6
+    assert _streams(1) == draws[1]
 
 
 def test_refit_half_mse():

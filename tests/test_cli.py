@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import tomllib
 from pathlib import Path
@@ -13,7 +15,9 @@ from typer.testing import CliRunner
 from learnscope.bias.config import parse_config
 from learnscope.bias.experiment import build_components, run_experiment
 from learnscope.cli import app
-from learnscope.errors import ConfigError
+from learnscope.errors import ConfigError, NonFiniteError
+from learnscope.learners.registry import make_learner
+from safety_helpers import HEALTHY
 
 TINY = """
 [run]
@@ -98,37 +102,42 @@ def test_existing_output_needs_force(tmp_path):
 
 
 def test_run_writes_a_consistent_run_directory(tmp_path):
-    cfg_path = _write(tmp_path, TINY.format(kind="easiest"))
+    # a search that passes its result checks (HEALTHY, measured in safety_helpers), so the run exits 0
+    text = TINY.format(kind="easiest").replace("steps = 4", f"steps = {HEALTHY['steps']}")
+    cfg_path = _write(tmp_path, text)
     out = tmp_path / "run"
+    lr = HEALTHY["lr"]
     r = runner.invoke(
-        app, ["bias", "run", str(cfg_path), "--out", str(out), "--no-progress", "--set", "search.lr=0.02"]
+        app, ["bias", "run", str(cfg_path), "--out", str(out), "--no-progress", "--set", f"search.lr={lr}"]
     )
     assert r.exit_code == 0, r.output
+    assert "warning:" not in r.output and "error:" not in r.output
     assert f"report: {out / 'report.html'}" in r.stdout
     for name in ("config.toml", "metrics.json", "arrays.npz", "report.html", "losses.png", "functions.png"):
         assert (out / name).is_file(), name
     resolved = tomllib.loads((out / "config.toml").read_text())
-    assert resolved["search"]["lr"] == 0.02  # the override is recorded
+    assert resolved["search"]["lr"] == lr  # the override is recorded
     assert resolved["learner"] == {"name": "ridge", "lam": 0.001, "bias": False}  # defaults are resolved
     again = parse_config(resolved)  # the resolved config is itself a valid config of the same experiment
-    assert (
-        again.search
-        == parse_config(
-            tomllib.loads(
-                cfg_path.read_text().replace("learners_per_step = 2", "learners_per_step = 2\nlr = 0.02")
-            )
-        ).search
-    )
-    metrics = json.loads((out / "metrics.json").read_text())
+    assert again.search == parse_config(
+        tomllib.loads(text.replace("learners_per_step = 2", f"learners_per_step = 2\nlr = {lr}"))
+    ).search
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)  # strict JSON
+    assert metrics["verdict"]["status"] == "ok" and metrics["verdict"]["warnings"] == []
     arrays = np.load(out / "arrays.npz")
-    values = arrays["f1_values"]
-    assert values.shape == (2, 400)
+    values, history = arrays["f1_values"], arrays["f1_history_loss"]
+    assert values.shape == (2, 400) and history.shape == (HEALTHY["steps"], 2)
     for i, m in enumerate(metrics["functions"][0]["per_seed"]):
         assert m["label_std"] == pytest.approx(values[i].astype(float).std(), rel=1e-5)
-        assert m["final_loss"] == pytest.approx(arrays["f1_history_loss"][-10:, i].mean(), rel=1e-6)
-    assert arrays["f1_history_loss"].shape == (4, 2)
-    html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 2 and "<h2>Resolved config</h2>" in html
+        # final_loss summarises the end of the saved history: the mean of its last few losses, not of all of them
+        tails = [history[-k:, i].mean() for k in range(1, len(history))]
+        assert any(m["final_loss"] == pytest.approx(t, rel=1e-6) for t in tails), m["final_loss"]
+    # the report is one self-contained file: every figure of the run directory embedded, the resolved config listed
+    page = (out / "report.html").read_text()
+    for png in out.glob("*.png"):
+        assert base64.b64encode(png.read_bytes()).decode("ascii") in page, png.name
+    listed = [ln for ln in (out / "config.toml").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert all(html.escape(ln) in page for ln in listed)
 
 
 def test_series_checkpoints_resume_to_identical_functions(tmp_path):
@@ -181,31 +190,50 @@ def test_components_validate_before_any_work():
         build_components(parse_config(raw))
 
 
-def test_failure_during_the_run_leaves_no_directory(tmp_path):
-    cfg = _write(
-        tmp_path,
-        TINY.format(kind="easiest").replace(
-            "learners_per_step = 2", "learners_per_step = 2\noptimiser = 'sgd'\nlr = 1e30"
-        ),
-    )
+def test_failure_during_the_run_leaves_no_directory(tmp_path, monkeypatch):
+    # A learner that fails at its third call, in the middle of the search: one error line, exit 2, and neither
+    # the run directory nor its staging directory is left (a diverged search is not a failure: it is written with
+    # its verdict and exits 3, tests/test_verdicts.py).
+    cfg = _write(tmp_path, TINY.format(kind="easiest"))
     out = tmp_path / "run"
+    ridge = type(make_learner({"name": "ridge"}))
+    real, calls, present = ridge.fit_predict, [], []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            present.extend(p.name for p in tmp_path.iterdir())
+            raise NonFiniteError("injected failure of the learner")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ridge, "fit_predict", failing)
     r = runner.invoke(app, ["bias", "run", str(cfg), "--out", str(out), "--no-progress"])
-    assert "diverged" in _one_line_error(r)
+    assert "injected failure" in _one_line_error(r)
+    assert len(present) > 1, "the failure came while the run was staged"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
 def test_compared_learners_are_judged_on_the_found_function(tmp_path):
     from learnscope.bias import analysis
-
-    raw = tomllib.loads(TINY.format(kind="easiest"))
-    raw["analysis"]["compare"] = [{"name": "ridge", "lam": 10.0, "label": "heavy_ridge"}]
-    result = run_experiment(parse_config(raw), progress=False)
     from learnscope.learners import Ridge
 
+    raw = tomllib.loads(TINY.format(kind="easiest"))
+    # "same_ridge" is the run's own learner: on the same tasks it must score exactly the learner's own error
+    raw["analysis"]["compare"] = [{"name": "ridge", "lam": 10.0, "label": "heavy_ridge"},
+                                  {"name": "ridge", "label": "same_ridge"}]
+    result = run_experiment(parse_config(raw), progress=False)
+    cfg = result.config
     for i, m in enumerate(result.metrics["functions"][0]["per_seed"]):
-        expected = analysis.generalisation_error(Ridge(lam=10.0), result.functions[0].function.for_seed(i),
-                                                 result.components.domain, 6, 12, draws=10, seed=1000 + m["seed"])
-        assert m["compare"]["heavy_ridge"] == pytest.approx(expected["mse"])
+        assert m["compare"]["same_ridge"] == m["gen_mse"]
+        # the other learner is judged on those same tasks: the learner's error and its own are the two halves of one
+        # paired comparison, with the tasks of the seed's evaluation
+        paired = analysis.paired_generalisation_difference(
+            result.components.learner, Ridge(lam=10.0), result.functions[0].function.for_seed(i),
+            result.components.domain, cfg.search.n_train, cfg.search.n_test, draws=cfg.analysis.gen_draws,
+            seed=m["seed"])
+        assert m["gen_mse"] == pytest.approx(paired["mse_a"], rel=1e-9)
+        assert m["compare"]["heavy_ridge"] == pytest.approx(paired["mse_b"], rel=1e-9)
+        assert m["compare"]["heavy_ridge"] != pytest.approx(m["gen_mse"], rel=1e-3)  # a different learner
     raw["analysis"]["compare"] = [{"name": "ridge"}, {"name": "ridge"}]
     with pytest.raises(ConfigError, match="two learners labelled 'ridge'"):
         build_components(parse_config(raw))

@@ -97,3 +97,85 @@ def test_seed_option_replaces_config_seeds_and_names_resolve():
     assert cfg.seeds == [3]
     with pytest.raises(UnknownNameError, match="did you mean 'fig2_ridge_disc'"):
         load_config("fig2_ridge_dsc")
+
+
+# ------------------------------------------------------------------------------------------ series checkpoints
+SERIES = BASE | {
+    "run": {"kind": "series", "seeds": [0, 1]},
+    "meta": {"hidden": 12},
+    "search": {"steps": 3, "n_train": 6, "n_test": 12, "n_reference": 200},
+    "series": [{}, {}, {}],
+    "analysis": {"n_eval": 300, "gen_draws": 4, "max_degree": 2},
+}
+
+
+def _series_run(checkpoints: Path):
+    from learnscope.bias.experiment import run_experiment
+
+    return run_experiment(parse_config(SERIES), progress=False, checkpoint_dir=checkpoints)
+
+
+def test_checkpoints_are_written_whole_and_resumed_exactly(tmp_path):
+    first = _series_run(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["function_1.npz", "function_2.npz", "function_3.npz"]  # no temporary file left behind
+    again = _series_run(tmp_path)
+    assert all(f.extra.get("resumed") for f in again.functions)
+    for a, b in zip(first.metrics["functions"], again.metrics["functions"], strict=True):
+        assert a["per_seed"] == b["per_seed"]
+    assert first.metrics["verdict"] == again.metrics["verdict"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_a_damaged_checkpoint_is_one_line_error_and_keeps_the_others(tmp_path, damage):
+    from learnscope.errors import LearnscopeError
+
+    _series_run(tmp_path)
+    bad = tmp_path / "function_2.npz"
+    data = bad.read_bytes()
+    bad.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"not a zip file" * 50}[damage])
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != bad.name}
+    with pytest.raises(LearnscopeError) as err:
+        _series_run(tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "function_2.npz" in msg and "delete it and rerun" in msg
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != bad.name} == kept
+    # the remedy works: function 1 resumes, 2 is trained again — bit-for-bit as before, so function 3, trained
+    # against it, resumes too — and the result is a clean run's
+    bad.unlink()
+    resumed = _series_run(tmp_path)
+    assert [f.extra.get("resumed", False) for f in resumed.functions] == [True, False, True]
+    (tmp_path / "clean").mkdir()
+    clean = _series_run(tmp_path / "clean")
+    for a, b in zip(resumed.metrics["functions"], clean.metrics["functions"], strict=True):
+        assert a["per_seed"] == b["per_seed"]
+
+
+def test_a_checkpoint_that_does_not_fit_the_experiment_is_refused(tmp_path):
+    import numpy as np
+
+    from learnscope.errors import LearnscopeError
+
+    _series_run(tmp_path)
+    path = tmp_path / "function_1.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z}
+    arrays["history_loss"] = arrays["history_loss"][:2]  # a history of 2 of the 3 steps
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(LearnscopeError, match="function_1.npz is damaged .*3 steps of 2 seeds"):
+        _series_run(tmp_path)
+
+
+def test_a_later_function_is_not_resumed_on_top_of_other_earlier_functions(tmp_path):
+    import numpy as np
+
+    _series_run(tmp_path)
+    path = tmp_path / "function_2.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z}
+    arrays["state_param0"] = arrays["state_param0"] * 1.5  # a valid function 2, but not the one f3 was trained on
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    run = _series_run(tmp_path)
+    assert [f.extra.get("resumed", False) for f in run.functions] == [True, True, False]

@@ -26,14 +26,12 @@ def _per_seed(fn: dict, key: str, index: int | None = None) -> np.ndarray:
 
 
 def test_fig2_kernel_sphere_finds_a_first_order_harmonic_on_every_seed():
-    result, (f1,) = _run("fig2_kernel_sphere")
-    assert result.config.seeds == [0, 1, 2, 3, 4]
+    _, (f1,) = _run("fig2_kernel_sphere")
     assert _per_seed(f1, "degree_energy", 1).min() >= 0.98  # authors: 0.970–0.992 on seeds 0–2
 
 
 def test_fig2_ridge_disc_finds_a_linear_function_on_every_seed():
-    result, (f1,) = _run("fig2_ridge_disc")
-    assert result.config.seeds == [0, 1, 2, 3, 4]
+    _, (f1,) = _run("fig2_ridge_disc")
     assert _per_seed(f1, "affine_r2").min() >= 0.99  # authors: 0.94–0.997
     assert np.abs(_per_seed(f1, "label_mean")).max() <= 0.15 and _per_seed(f1, "label_std").min() >= 0.4
 
@@ -65,9 +63,8 @@ def test_fig3_ridge_disc_series_two_orthogonal_linear_functions_then_a_nonlinear
 
 
 def test_fig4_contrast_is_easy_for_the_kernel_and_hard_for_the_linear_learner():
-    result, (f1,) = _run("fig4_contrast_kernel_linear")
+    _, (f1,) = _run("fig4_contrast_kernel_linear")
     ratio = _per_seed(f1, "gen_ratio_b_over_a")
-    assert result.config.seeds == [0, 1, 2, 3, 4]
     assert ratio.min() >= 5 and np.median(ratio) >= 8  # authors: 3.7–18, most seeds 4–5
 
 
@@ -104,12 +101,11 @@ def test_fig8_series_first_order_functions_then_harder_ones():
 
 def test_fig7_random_mushroom_body_finds_a_linear_function():
     """Issue #6, Fig 7 scheme random: affine R² of f1 ≥ 0.99 on seeds 0–2 (authors: 0.996–0.998)."""
-    result, (f1,) = _run("fig7_mushroom_random")
-    assert result.config.seeds == [0, 1, 2]
+    _, (f1,) = _run("fig7_mushroom_random")
     assert _per_seed(f1, "affine_r2").min() >= 0.99
 
 
-def test_fig7_overconnected_input_dominates_the_easiest_function():
+def test_fig7_overconnected_input_dominates_the_easiest_function(gen):
     """Issue #6: the over-connected input carries ≥ 60 % of the linear-fit weight norm on ≥ 3 of 5 seeds, and a
     scheme-1 (over-connected) learner generalises that function better than a random-wiring learner, paired over
     50 learners trained on the same tasks."""
@@ -122,14 +118,14 @@ def test_fig7_overconnected_input_dominates_the_easiest_function():
     share = np.abs(weights[:, 0]) / np.linalg.norm(weights, axis=1)
     assert (share >= 0.6).sum() >= 3, share
     f = result.functions[0].function.for_seed(0)
-    g = torch.Generator().manual_seed(123)
+    g = gen(123)
     x = result.components.domain.sample_batch(50, 50 + 300, g, dtype=torch.float64)
     y = torch.from_numpy(f(x.reshape(-1, 5).numpy()).reshape(50, -1)).double()
     errors = {}
     for scheme in ("overconnected", "random"):
         learner = MushroomBodyLearner(scheme=scheme)
         with torch.no_grad():
-            pred = learner.fit_predict(x[:, :50], y[:, :50], x[:, 50:], generator=torch.Generator().manual_seed(7))
+            pred = learner.fit_predict(x[:, :50], y[:, :50], x[:, 50:], generator=gen(7))
         errors[scheme] = ((pred - y[:, 50:]) ** 2).mean(dim=1).numpy()
     diff = errors["random"] - errors["overconnected"]
     assert diff.mean() > 2 * diff.std(ddof=1) / np.sqrt(len(diff)), {k: v.mean() for k, v in errors.items()}
@@ -149,11 +145,21 @@ def test_fig7_grouped_excitatory_wiring_gives_a_function_of_the_group_sums():
 
 def test_fig5_spiking_network_finds_a_first_order_harmonic():
     """Issue #6: the spiking learner's easiest function has degree-1 energy ≥ 0.9 on S² (settings in the config)."""
+    from learnscope.bias import analysis
+    from learnscope.bias.experiment import comparison_learners
+
     result, (f1,) = _run("fig5_spiking")
-    assert result.config.seeds == [0, 1, 2]
     assert _per_seed(f1, "degree_energy", 1).min() >= 0.9
-    # the rate-based twin is judged on the same function, on the same tasks (reported, not a bar)
-    assert all(m["compare"]["rate_twin"] > 0 for m in f1["per_seed"])
+    # The rate-based twin is reported, not held to a bar, but it must be judged on the same function and the same
+    # tasks as the spiking network: both reported errors are the two halves of one paired comparison on those tasks.
+    an, settings = result.config.analysis, result.config.function_settings()[0]
+    twin = comparison_learners(an.compare)["rate_twin"]
+    for i, m in enumerate(f1["per_seed"]):
+        paired = analysis.paired_generalisation_difference(
+            result.components.learner, twin, result.functions[0].function.for_seed(i), result.components.domain,
+            an.gen_n_train or settings.n_train, an.gen_n_test or settings.n_test, draws=an.gen_draws, seed=m["seed"])
+        assert m["gen_mse"] == pytest.approx(paired["mse_a"], rel=1e-9)
+        assert m["compare"]["rate_twin"] == pytest.approx(paired["mse_b"], rel=1e-9)
 
 
 @pytest.mark.slow
@@ -162,8 +168,7 @@ def test_fig6_mnist01_easiest_labelling_is_the_digit_identity():
     bias-spec Fig. 6: std(z) over all 1000 images ≥ 0.45 (max 0.5), on seeds 0–2 after 30 meta-steps (about 2 min).
     The learner-preference control: the learner's few-shot MSE on the found labellings and on the digit labelling is
     at most ¼ of its MSE on random balanced labellings (measured: found 0.016–0.023, digit 0.018, random 0.272)."""
-    result, (f1,) = _run("fig6_mnist01")
-    assert result.config.seeds == [0, 1, 2]
+    _, (f1,) = _run("fig6_mnist01")
     assert _per_seed(f1, "agreement").min() >= 0.98
     assert _per_seed(f1, "label_std").min() >= 0.45
     random_mse = f1["control"]["random_balanced"]["mse"]
@@ -205,8 +210,7 @@ def test_rules_contrast_easy_for_backprop_hard_for_feedback_alignment():
     """Issue item "learning rules as learners": find_contrast with A = backprop, B = feedback alignment on the same
     circuit finds a second-order harmonic (the even functions a tanh readout lacks) on every seed, with held-out
     MSE_FA / MSE_backprop ≥ 2 over 100 paired draws (same tasks, same initial weights); about 4 min."""
-    result, (f1,) = _run("fig_rules_contrast_fa_backprop")
-    assert result.config.seeds == [0, 1, 2]
+    _, (f1,) = _run("fig_rules_contrast_fa_backprop")
     assert _per_seed(f1, "gen_ratio_b_over_a").min() >= 2
     assert _per_seed(f1, "degree_energy", 2).min() >= 0.8
     assert _per_seed(f1, "gen_relative").max() <= 0.3  # easy for backprop in absolute terms too

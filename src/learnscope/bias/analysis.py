@@ -14,6 +14,9 @@ Everything here is plain numpy (torch tensors are accepted and converted to floa
 * Learners: :func:`generalisation_error` (few-shot held-out error averaged over draws),
   :func:`split_generalisation_error` (the same on a dataset with a fixed train pool / test split) and
   :func:`refit_half_mse` (the notebooks' "MSE", a capacity measure).
+* Result checks: :func:`check_labelling` (diverged / collapsed / worse than the mean predictor), with
+  :func:`nearest_neighbour_roughness` and :func:`mean_predictor_mse`; :func:`paired_generalisation_difference`
+  compares two learners on the same tasks.
 * Labelled datasets: :func:`class_agreement` (agreement of a thresholded labelling with two true classes, Fig 6),
   :func:`random_balanced_labels` and :func:`split_control_errors` (the learner's few-shot error on the true-class
   labelling and on random balanced labellings: the yardsticks for a found labelling's error).
@@ -33,11 +36,13 @@ import numpy as np
 import scipy.special as sps
 import torch
 
+from learnscope import rng
 from learnscope.domains import fibonacci_sphere
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
 
 __all__ = [
     "affine_r2",
+    "check_labelling",
     "class_agreement",
     "fibonacci_sphere",
     "fourier_energy",
@@ -45,8 +50,11 @@ __all__ = [
     "harmonic_dimension",
     "harmonic_energy",
     "linear_fit",
+    "mean_predictor_mse",
     "mean_products",
+    "nearest_neighbour_roughness",
     "overlap_matrix",
+    "paired_generalisation_difference",
     "real_spherical_harmonics",
     "refit_half_mse",
     "sphere_points",
@@ -221,8 +229,8 @@ def harmonic_energy(
             f"and needs >= {2 * n_basis} points, got {x.shape[0]}"
         )
     vals = _eval_f(f, x)
-    rng = np.random.default_rng([int(seed), 1])
-    blocks = [_degree_basis(x, l, rng) for l in range(max_degree + 1)]
+    centres = rng.numpy_rng(int(seed), rng.ZONAL_CENTRES)  # the first release's default_rng([seed, 1])
+    blocks = [_degree_basis(x, l, centres) for l in range(max_degree + 1)]
     design = np.concatenate([q for q, _ in blocks], axis=1)
     coef, *_ = np.linalg.lstsq(design, vals, rcond=None)
     parts, start = [], 0
@@ -408,46 +416,29 @@ def generalisation_error(
     Each draw samples ``n_train + n_test`` points from ``domain`` (``sample_batch(B, n, generator, dtype)``
     → ``(B, n, d)``), labels them with ``f`` and calls
     ``learner.fit_predict(x_tr (B, n_train, d), y_tr (B, n_train), x_te (B, n_test, d), generator=g)``
-    → ``(B, n_test)``, ``batch`` draws per call, under ``torch.no_grad``. The data come from
-    ``torch.Generator().manual_seed(seed)`` and the learner's own randomness from a second generator seeded
-    ``seed + 1``, so two learners evaluated with the same seed see the same tasks.
+    → ``(B, n_test)``, ``batch`` draws per call, under ``torch.no_grad``. The data come from the named stream
+    ``rng.torch_generator(seed, rng.FEW_SHOT_TASKS)`` and the learner's own randomness from
+    ``rng.torch_generator(seed, rng.FEW_SHOT_LEARNER)``, so two learners evaluated with the same seed see the same
+    tasks (and draw the same random numbers, as far as they consume them alike: a paired design).
 
     Returns ``{"mse", "sem", "relative", "draws"}``: the mean over draws of the per-draw test MSE, its
     standard error (std with ddof = 1 over √draws; NaN when draws == 1), mse divided by mean(f²) over all
     test points (a learner that always predicts 0 scores ≈ 1), and the number of draws.
     """
-    if not hasattr(learner, "fit_predict"):
-        raise ConfigError(f"learner must have a fit_predict method, got {type(learner).__name__}")
-    if not hasattr(domain, "sample_batch"):
-        raise ConfigError(f"domain must have a sample_batch method, got {type(domain).__name__}")
-    n_train, n_test = check_positive_int("n_train", n_train), check_positive_int("n_test", n_test)
-    draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
-    data_gen = torch.Generator().manual_seed(int(seed))
-
-    def tasks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, draws, batch):
-            b = min(batch, draws - start)
-            x = domain.sample_batch(b, n_train + n_test, data_gen, dtype)
-            if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[:2] != (b, n_train + n_test):
-                raise ShapeError(
-                    f"domain.sample_batch must return a ({b}, {n_train + n_test}, d) tensor, "
-                    f"got {getattr(x, 'shape', type(x))}"
-                )
-            y = _eval_f(f, x.reshape(-1, x.shape[2]).detach().cpu().to(torch.float64).numpy())
-            yield x, torch.as_tensor(y.reshape(b, n_train + n_test), dtype=dtype, device=x.device)
-
-    out = _few_shot_errors(learner, tasks(), n_train, draws, seed)
+    _check_learner(learner)
+    tasks = _fresh_tasks(f, domain, n_train, n_test, draws, seed, batch, dtype)
+    out = _few_shot_errors(learner, tasks, n_train, draws, seed)
     if math.isnan(out["relative"]):
         raise ConfigError("f is zero on every test point, so the relative error is undefined")
     return out
 
 
-def _few_shot_errors(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.Tensor]], n_train: int, draws: int,
-                     seed: int) -> dict:
-    """Train ``learner`` on the first ``n_train`` points of each task batch ``(x (b, n, d), y (b, n))`` and score its
-    MSE on the rest, under ``torch.no_grad``, the learner drawing from a generator seeded ``seed + 1``. Returns
-    ``{"mse", "sem", "relative", "draws"}`` (relative: NaN when the targets are 0 on every test point)."""
-    learner_gen = torch.Generator().manual_seed(int(seed) + 1)
+def _few_shot_per_draw(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.Tensor]], n_train: int,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train ``learner`` on the first ``n_train`` points of each task batch ``(x (b, n, d), y (b, n))`` and score it
+    on the rest, under ``torch.no_grad``, the learner drawing from ``rng.torch_generator(seed, FEW_SHOT_LEARNER)``.
+    Returns the per-draw test MSE and the per-draw mean square of the test targets, each ``(draws,)``."""
+    learner_gen = rng.torch_generator(int(seed), rng.FEW_SHOT_LEARNER)
     per_draw, sq_targets = [], []
     with torch.no_grad():
         for x, y in tasks:
@@ -458,10 +449,17 @@ def _few_shot_errors(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.Ten
                 raise ShapeError(f"learner.fit_predict must return {y_te.shape}, got {pred.shape}")
             per_draw.append(((pred - y_te) ** 2).mean(axis=1))
             sq_targets.append((y_te**2).mean(axis=1))
-    errs = np.concatenate(per_draw)
+    return np.concatenate(per_draw), np.concatenate(sq_targets)
+
+
+def _few_shot_errors(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.Tensor]], n_train: int, draws: int,
+                     seed: int) -> dict:
+    """:func:`_few_shot_per_draw` summarised: ``{"mse", "sem", "relative", "draws"}`` (relative: NaN when the targets
+    are 0 on every test point)."""
+    errs, sq = _few_shot_per_draw(learner, tasks, n_train, seed)
     mse = float(errs.mean())
     sem = float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
-    mean_sq = float(np.concatenate(sq_targets).mean())
+    mean_sq = float(sq.mean())
     return {"mse": mse, "sem": sem, "relative": mse / mean_sq if mean_sq > 0.0 else float("nan"), "draws": draws}
 
 
@@ -483,13 +481,13 @@ def split_generalisation_error(
     ``domain.meta_indices(1, n_train, n_test, g)`` (training rows from the pool, test rows from the test set; the
     whole pool and test set when the sizes match them), trains the learner on the first ``n_train`` and scores its
     MSE on the rest; ``batch`` draws per ``fit_predict`` call, under ``torch.no_grad``. Data and learner randomness
-    come from generators seeded ``seed`` and ``seed + 1``, as in :func:`generalisation_error`, whose return value
+    come from the streams ``(seed, FEW_SHOT_TASKS)`` and ``(seed, FEW_SHOT_LEARNER)``, as in
+    :func:`generalisation_error`, whose return value
     (``{"mse", "sem", "relative", "draws"}``) this matches, except that a target that is zero on every test point
     gets a NaN relative error instead of an error (a meta-learner whose ReLU6 output never left 0 is still
     reported).
     """
-    if not hasattr(learner, "fit_predict"):
-        raise ConfigError(f"learner must have a fit_predict method, got {type(learner).__name__}")
+    _check_learner(learner)
     if not hasattr(domain, "meta_indices"):
         raise ConfigError(f"domain must have a fixed split (meta_indices), got {type(domain).__name__}")
     vals = _as_array("values", values)
@@ -500,7 +498,7 @@ def split_generalisation_error(
             f"values must have shape ({n},) (one per dataset point) or ({draws}, {n}) (one labelling per draw), "
             f"got {vals.shape}"
         )
-    data_gen = torch.Generator().manual_seed(int(seed))
+    data_gen = rng.torch_generator(int(seed), rng.FEW_SHOT_TASKS)
     y_all = torch.as_tensor(vals, dtype=dtype).expand(draws, n)  # row r: the labelling of draw r
 
     def tasks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -557,8 +555,8 @@ def split_control_errors(
     * ``"class_labelling"``: the true classes, class ``pair[1]`` (the larger label) as 1 and ``pair[0]`` as 0 (on
       MNIST 0/1 the digit itself);
     * ``"random_balanced"``: a fresh :func:`random_balanced_labels` labelling for every draw (drawn from
-      ``np.random.default_rng([seed, 1])``), so its ``mse`` estimates the mean over random labellings and its
-      ``sem`` includes their spread.
+      ``rng.numpy_rng(seed, rng.RANDOM_BALANCED_LABELS)``, the first release's ``default_rng([seed, 1])``), so its
+      ``mse`` estimates the mean over random labellings and its ``sem`` includes their spread.
 
     Both are :func:`split_generalisation_error` with the same ``n_train``, ``n_test``, ``draws`` and ``seed`` (the
     same tasks and learner randomness), each returning ``{"mse", "sem", "relative", "draws"}``. A labelling the
@@ -572,9 +570,237 @@ def split_control_errors(
     if len(pair) != 2:
         return {}
     classes = (np.asarray(labels) == pair[1]).astype(np.float64)
-    random = random_balanced_labels(domain.n_pool, domain.n_test, draws, np.random.default_rng([int(seed), 1]))
+    random = random_balanced_labels(domain.n_pool, domain.n_test, draws,
+                                    rng.numpy_rng(int(seed), rng.RANDOM_BALANCED_LABELS))
     args = (domain, n_train, n_test)
     return {
         "class_labelling": split_generalisation_error(learner, classes, *args, draws=draws, seed=seed),
         "random_balanced": split_generalisation_error(learner, random, *args, draws=draws, seed=seed),
     }
+
+
+# ---------------------------------------------------------------------------------------- paired learners
+def paired_generalisation_difference(
+    learner_a: Any,
+    learner_b: Any,
+    f: Callable[[np.ndarray], np.ndarray],
+    domain: Any,
+    n_train: int,
+    n_test: int,
+    draws: int = 50,
+    seed: int = 0,
+    batch: int = 50,
+    dtype: torch.dtype = torch.float64,
+) -> dict:
+    """Paired few-shot comparison of two learners on the same ``draws`` tasks of target ``f``.
+
+    Both learners see exactly the tasks of :func:`generalisation_error` with this ``seed`` (so ``mse_a`` equals
+    ``generalisation_error(learner_a, …)["mse"]``); draw r gives the difference
+    :math:`\\delta_r = \\mathrm{MSE}_b(r) - \\mathrm{MSE}_a(r)`. Returns ``{"mean_difference": mean δ,
+    "sem": std(δ, ddof=1)/√draws, "n": draws, "mse_a", "mse_b", "differences": δ (draws,)}``; a positive mean
+    difference larger than about two s.e.m. says learner a generalises ``f`` better than learner b.
+    """
+    _check_learner(learner_a), _check_learner(learner_b)
+    errs = []
+    for learner in (learner_a, learner_b):
+        tasks = _fresh_tasks(f, domain, n_train, n_test, draws, seed, batch, dtype)
+        errs.append(_few_shot_per_draw(learner, tasks, n_train, seed)[0])
+    diff = errs[1] - errs[0]
+    sem = float(diff.std(ddof=1) / math.sqrt(draws)) if draws > 1 else float("nan")
+    return {"mean_difference": float(diff.mean()), "sem": sem, "n": int(draws), "mse_a": float(errs[0].mean()),
+            "mse_b": float(errs[1].mean()), "differences": diff}
+
+
+def _check_learner(learner: Any) -> None:
+    if not hasattr(learner, "fit_predict"):
+        raise ConfigError(f"learner must have a fit_predict method, got {type(learner).__name__}")
+
+
+def _fresh_tasks(f: Callable, domain: Any, n_train: int, n_test: int, draws: int, seed: int, batch: int,
+                 dtype: torch.dtype) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The task batches ``(x (b, n, d), f(x) (b, n))`` of :func:`generalisation_error`, ``batch`` draws at a time,
+    the inputs from ``domain.sample_batch`` with the stream ``(seed, FEW_SHOT_TASKS)``. Checks the arguments now
+    (before the first batch is asked for)."""
+    if not hasattr(domain, "sample_batch"):
+        raise ConfigError(f"domain must have a sample_batch method, got {type(domain).__name__}")
+    n_train, n_test = check_positive_int("n_train", n_train), check_positive_int("n_test", n_test)
+    draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
+    data_gen = rng.torch_generator(int(seed), rng.FEW_SHOT_TASKS)
+
+    def tasks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, draws, batch):
+            b = min(batch, draws - start)
+            x = domain.sample_batch(b, n_train + n_test, data_gen, dtype)
+            if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[:2] != (b, n_train + n_test):
+                raise ShapeError(
+                    f"domain.sample_batch must return a ({b}, {n_train + n_test}, d) tensor, "
+                    f"got {getattr(x, 'shape', type(x))}"
+                )
+            y = _eval_f(f, x.reshape(-1, x.shape[2]).detach().cpu().to(torch.float64).numpy())
+            yield x, torch.as_tensor(y.reshape(b, n_train + n_test), dtype=dtype, device=x.device)
+
+    return tasks()
+
+
+# ---------------------------------------------------------------------------------------- result checks
+#: A labelling is *collapsed* when its W2 distance to the target is above this fraction of that of all-zero labels
+#: — its distribution term W2² is over half theirs — and its std below this fraction of the target's (the same point,
+#: c = 1 − 1/√2, of the family of shrunk targets; see :func:`check_labelling`).
+COLLAPSE_W2_FRACTION = 1 / math.sqrt(2)
+COLLAPSE_STD_FRACTION = 1 - 1 / math.sqrt(2)
+#: A labelling has *blown up* (the search diverged) when its std is above this multiple of the target's and it
+#: is farther from the target than all-zero labels.
+BLOWUP_FACTOR = 2.0
+#: A labelling is *noise* (the search diverged) when its nearest-neighbour roughness reaches this value.
+NOISE_ROUGHNESS = 0.5
+#: The few-shot error is *worse than the mean predictor* when it exceeds it by more than this many s.e.m.
+BASELINE_SEMS = 2.0
+
+
+def nearest_neighbour_roughness(points: Any, values: Any) -> float:
+    """How much of a function's variance changes between neighbouring points: values on ``(N, d)`` points → ρ.
+
+    .. math:: \\rho = \\frac{\\frac1N \\sum_i (f(x_i) - f(x_{\\mathrm{nn}(i)}))^2}{2\\,\\mathrm{Var}_i f(x_i)}
+
+    with nn(i) the nearest other point (Euclidean, a k-d tree). Values independent of position give E ρ = 1 (the
+    pair is then two independent draws, E(a − b)² = 2 Var); a function with Lipschitz constant L gives
+    ρ ≤ L² h²/(2 Var f), with h the RMS nearest-neighbour distance, so ρ → 0 as the points get denser. NaN when f
+    is constant on the points.
+    """
+    from scipy.spatial import cKDTree
+
+    x, v = _xy(points, values)
+    var = float(v.var())
+    if not var > 0.0:
+        return float("nan")
+    _, idx = cKDTree(x).query(x, k=2)
+    return float(np.mean((v - v[idx[:, 1]]) ** 2) / (2.0 * var))
+
+
+def mean_predictor_mse(values: Any, n_train: int, test: Any = None, pool_size: int | None = None) -> float:
+    """Closed-form test MSE of the learner that predicts the mean of its ``n_train`` training labels.
+
+    Fresh draws (``test`` None: train and test points from the distribution the ``values`` sample):
+
+    .. math:: \\mathbb E(\\bar y_{tr} - y)^2 = \\sigma^2 (1 + 1/n),
+
+    the variance of a test label plus that of the mean of n independent ones. On a fixed split (``test`` a boolean
+    mask of the test rows of ``values``, training rows drawn without replacement from the ``pool_size`` others):
+    :math:`\\sigma_{te}^2 + (\\mu_{te} - \\mu_{pool})^2 + \\frac{\\sigma_{pool}^2}{n}\\frac{N - n}{N - 1}`.
+    """
+    v = _as_array("values", values)
+    n = check_positive_int("n_train", n_train)
+    if test is None:
+        return float(v.var() * (1.0 + 1.0 / n))
+    mask = np.asarray(test, dtype=bool)
+    pool, te = v[~mask], v[mask]
+    N = len(pool) if pool_size is None else int(pool_size)
+    shrink = (N - n) / (N - 1) if N > 1 else 0.0
+    return float(te.var() + (te.mean() - pool.mean()) ** 2 + pool.var() / n * shrink)
+
+
+def check_labelling(
+    values: Any,
+    points: Any,
+    target: Any = None,
+    *,
+    gen_mse: float = float("nan"),
+    gen_sem: float = float("nan"),
+    baseline_mse: float = float("nan"),
+    diverged_at: int | None = None,
+    diverged_what: str | None = None,
+    label: str = "f",
+    baseline_warns: bool = True,
+) -> tuple[str, list[str], dict]:
+    """Judge one found labelling against simple baselines: ``(status, warnings, numbers)``.
+
+    ``values`` ``(N,)`` are the labelling on the evaluation ``points`` ``(N, d)``; ``target`` the label distribution
+    the search pinned them to (None for a spread term such as ``neg_std``, which has none). ``status`` is ``"ok"``,
+    ``"diverged"`` or ``"collapsed"``; ``warnings`` are one-line strings starting with ``label``; ``numbers`` holds
+    every quantity compared.
+
+    Diverged (the search blew up; the function is not a result):
+      * the search met non-finite labels or loss (``diverged_at``: that step), or the values are not finite;
+      * the labels are noise at the points' spacing: :func:`nearest_neighbour_roughness` ρ ≥ 1/2, i.e. half the
+        function's variance changes between nearest neighbours (ρ = 1 for values independent of position, ≈ 0
+        for any smooth function on a dense set; the bundled configs give ρ ≤ 0.02). This is what a huge meta
+        learning rate gives: ``search.lr = 1e6`` saturates a cos output into ±1 noise (ρ ≈ 1.0);
+      * the labels blew up past the target (below).
+
+    Collapsed (the distribution term lost to the generalisation term; a near-constant labelling is trivially easy):
+      W₂² > W₂(0)²/2 and σ < (1 − 1/√2) σ* ≈ 0.29 σ*. W₂ is the exact 1-D 2-Wasserstein distance of the labels'
+      empirical law to the target — W₂² is the search's own ``w2`` term —, W₂(0)² = E[Y²] that of all-zero labels
+      (the closed form of the target's second moment) and σ* the target's std. So a collapsed labelling has closed
+      less than half of the gap, in the search's own distance, between all-zero labels and the target. For labels
+      distributed as the target shrunk by c about a zero mean, W₂ = (1 − c) σ* and W₂(0) = σ*, and both conditions
+      hold exactly when c < 1 − 1/√2. (Found labellings of the bundled configs have σ ≥ 0.46 σ* and W₂ ≤ 0.54 W₂(0):
+      the later, degree-2 functions of the Fig 3 kernel series are the least spread; collapsed searches, e.g. a
+      tiny ``alpha_d``, give σ ≤ 0.2 σ* and W₂ ≥ 0.8 W₂(0).) With no target only a constant labelling
+      (σ ≤ 10⁻⁶ (1 + |mean|)) counts as collapsed.
+
+    Blown up (diverged): σ > 2σ* and W₂ > W₂(0): spread twice the target's and farther from it than all-zero
+      labels (the shrunk-target family at c = 2 has W₂ = σ* = W₂(0)).
+
+    Warned (status unchanged): the learner's few-shot error ``gen_mse`` exceeds ``baseline_mse`` (the closed-form
+    error of predicting the training-label mean, :func:`mean_predictor_mse`) by more than 2 ``gen_sem`` (the
+    estimate's own noise; the baseline is exact). With ``baseline_warns=False`` (the later functions of a series,
+    confined to what is orthogonal to the earlier ones, where a learner may have no capacity left: Fig 3's third
+    function of ridge on the disc) this is recorded as ``numbers["note"]`` instead of a warning.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    x = np.asarray(points, dtype=np.float64)
+    nums: dict[str, Any] = {"diverged_at_step": diverged_at, "diverged_what": diverged_what}
+    finite = bool(np.isfinite(v).all())
+    sigma = float(v.std()) if finite else float("nan")
+    mean = float(v.mean()) if finite else float("nan")
+    nums |= {"label_mean": mean, "label_std": sigma}
+    if target is not None:
+        from learnscope.bias.distances import w2_to_target
+
+        t_std, w2_zero = float(target.std), math.sqrt(float(target.second_moment()))
+        w2 = math.sqrt(float(w2_to_target(torch.as_tensor(v[None]), target)[0])) if finite else float("nan")
+        nums |= {"target_mean": float(target.mean), "target_std": t_std, "w2_to_target": w2,
+                 "w2_zero_labels": w2_zero}
+    rho = nearest_neighbour_roughness(x, v) if finite and sigma > 0 else float("nan")
+    nums |= {"roughness": rho, "gen_mse": gen_mse, "gen_sem": gen_sem, "mse_predict_mean": baseline_mse}
+
+    status, warnings = "ok", []
+    if diverged_at is not None:
+        status = "diverged"
+        kept = f"the function kept is that of step {diverged_at - 1}" if diverged_at > 0 else "the initial one"
+        warnings.append(f"{label}: the search diverged (non-finite {diverged_what or 'loss'} at step {diverged_at};"
+                        f" {kept}); lower search.lr")
+    elif not finite:
+        status = "diverged"
+        warnings.append(f"{label}: the search diverged (non-finite values on the evaluation points)")
+    elif rho >= NOISE_ROUGHNESS:
+        status = "diverged"
+        warnings.append(f"{label}: the search diverged — the labels are noise at the evaluation points' spacing "
+                        f"(nearest-neighbour roughness {rho:.2f} ≥ {NOISE_ROUGHNESS}; 1 for values independent of "
+                        "position); lower search.lr")
+    elif target is not None and sigma > BLOWUP_FACTOR * t_std and w2 > w2_zero:
+        status = "diverged"
+        warnings.append(f"{label}: the search diverged — label std {sigma:.3g} is over {BLOWUP_FACTOR:g}× the "
+                        f"target's {t_std:.3g} and the distance to the target (W2 {w2:.3g}) exceeds that of all-zero "
+                        f"labels ({w2_zero:.3g}); lower search.lr")
+    elif target is not None and sigma < COLLAPSE_STD_FRACTION * t_std and w2 > COLLAPSE_W2_FRACTION * w2_zero:
+        status = "collapsed"
+        warnings.append(f"{label}: collapsed — label std {sigma:.3g} vs {t_std:.3g} for the target; distance to "
+                        f"the target W2 {w2:.3g} vs {w2_zero:.3g} for all-zero labels (W2² over half theirs); raise "
+                        "search.alpha_d or lower search.alpha_g")
+    elif target is None and sigma <= 1e-6 * (1.0 + abs(mean)):
+        status = "collapsed"
+        warnings.append(f"{label}: collapsed — the labelling is constant ({mean:.3g} everywhere)")
+    worse = (status != "diverged" and math.isfinite(gen_mse) and math.isfinite(baseline_mse)
+             and gen_mse > baseline_mse + BASELINE_SEMS * (gen_sem if math.isfinite(gen_sem) else 0.0))
+    nums["worse_than_mean_predictor"] = bool(worse)
+    if worse:
+        text = (f"{label}: the learner's few-shot error {gen_mse:.3g} ± {gen_sem:.2g} is worse than predicting the "
+                f"mean of its training labels ({baseline_mse:.3g})")
+        if baseline_warns:
+            warnings.append(text)
+        else:
+            nums["note"] = (text + " — for a later function of a series this can be the learner's capacity (a "
+                            "no-bias ridge in d dimensions can learn only d orthogonal functions), not a failed search")
+    nums["status"] = status
+    return status, warnings, nums

@@ -278,7 +278,7 @@ def load_config(
     name_or_path: str | Path, overrides: list[str] = (), seed: int | None = None
 ) -> ExperimentConfig:
     """Read, override and validate a config file (or bundled config name)."""
-    path = resolve_config_path(name_or_path)
+    path = resolve_config_path(name_or_path, "bias")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:

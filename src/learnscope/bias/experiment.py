@@ -1,16 +1,21 @@
 """Run a validated :class:`~learnscope.bias.config.ExperimentConfig` end to end and judge what it found.
 
 :func:`run_experiment` builds the domain, target, learner(s) and meta-learner from the config, runs
-Algorithm 1 once (easiest / contrast) or once per function (series) for all seeds in one batched
-computation, then :func:`evaluate` measures every found function on a fixed evaluation set.
-A series checkpoints each finished function into ``checkpoint_dir`` and resumes from there.
+Algorithm 1 once (easiest / contrast) or once per function (series) for all seeds side by side (each seed's
+result is exactly what it would be alone), then :func:`evaluate` measures every found function on a fixed
+evaluation set and checks it against simple baselines (``metrics["verdict"]``: ok, diverged or collapsed).
+A series checkpoints each finished function into ``checkpoint_dir`` (atomically) and resumes from there; a damaged
+checkpoint is a one-line :class:`~learnscope.errors.StoreError` that leaves the others in place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from learnscope import rng
 from learnscope.bias import analysis
 from learnscope.bias.config import ExperimentConfig
+from learnscope.bias.distances import SPREADS
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.bias.search import FoundFunction, SearchResult, SearchSettings, meta_train
 from learnscope.domains import Circle, Domain, Sphere, SplitDataset, make_domain
-from learnscope.errors import ConfigError
+from learnscope.errors import ConfigError, StoreError
+from learnscope.fileio import atomic_path, shown
 from learnscope.learners.registry import make_learner
 from learnscope.targets import Target, make_target
 
@@ -123,13 +131,38 @@ def config_digest(resolved: dict) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _save_function(path: Path, res: SearchResult, digest: str) -> None:
+def _previous_digest(previous: list[FoundFunction]) -> str:
+    """A hash of the earlier functions of a series (their parameters and coefficients): function k's checkpoint is
+    only resumed on top of the very functions it was trained against."""
+    h = hashlib.sha256()
+    for fn in previous:
+        for name, a in sorted(fn.state().items()):
+            h.update(name.encode() + np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_function(path: Path, res: SearchResult, digest: str, previous: list[FoundFunction]) -> None:
+    """Checkpoint one finished function atomically (:func:`learnscope.fileio.atomic_path`)."""
     arrays = {f"state_{k}": v for k, v in res.function.state().items()}
     arrays |= {f"history_{k}": v for k, v in res.history.items()}
     arrays["step_times_s"] = res.extra["step_times_s"]
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, digest=np.array(digest), **arrays)
-    tmp.replace(path)
+    at = res.extra.get("diverged_at") or [None] * len(res.seeds)
+    what = res.extra.get("diverged_what") or [None] * len(res.seeds)
+    arrays["diverged_at"] = np.array([-1 if t is None else t for t in at], dtype=np.int64)
+    arrays["diverged_what"] = np.array(["" if w is None else w for w in what])
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, digest=np.array(digest), previous_digest=np.array(_previous_digest(previous)), **arrays)
+
+
+#: What a damaged checkpoint raises on reading (a truncated or corrupt zip, a missing or malformed array).
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, IndexError)
+
+
+def _damaged(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"checkpoint {shown(path)} is damaged ({why}); delete it and rerun the same command — that function is "
+        "trained again and the other checkpoints are kept"
+    )
 
 
 def _load_function(
@@ -140,15 +173,35 @@ def _load_function(
     settings: SearchSettings,
     seeds: list[int],
 ) -> SearchResult | None:
-    with np.load(path) as z:
-        if str(z["digest"]) != digest:
-            return None
-        params = [
-            torch.from_numpy(z[f"state_param{i}"]) for i in range(sum(k.startswith("state_param") for k in z))
-        ]
-        coef = torch.from_numpy(z["state_deflation_coef"]) if "state_deflation_coef" in z else None
-        history = {k.removeprefix("history_"): z[k] for k in z if k.startswith("history_")}
-        extra = {"step_times_s": z["step_times_s"], "resumed": True}
+    """The function saved in checkpoint ``path``, or None if it belongs to another experiment (digest differs) or was
+    trained against other earlier functions.
+
+    A file that cannot be read, or whose arrays do not fit this experiment (parameter shapes, S seeds, the steps
+    of the history), raises a one-line :class:`~learnscope.errors.StoreError` naming it and the remedy.
+    """
+    S = len(seeds)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["digest"]) != digest or str(z["previous_digest"]) != _previous_digest(previous):
+                return None
+            params = [torch.from_numpy(z[f"state_param{i}"]) for i in range(len(meta.param_shapes()))]
+            coef = torch.from_numpy(z["state_deflation_coef"]) if "state_deflation_coef" in z else None
+            history = {k.removeprefix("history_"): z[k] for k in z if k.startswith("history_")}
+            at = [None if t < 0 else int(t) for t in z["diverged_at"]] if "diverged_at" in z else [None] * S
+            what = [str(w) or None for w in z["diverged_what"]] if "diverged_what" in z else [None] * S
+            extra = {"step_times_s": z["step_times_s"], "resumed": True, "diverged_at": at, "diverged_what": what}
+    except KeyError as err:
+        raise _damaged(path, f"it has no array {err.args[0]!r}") from None
+    except _UNREADABLE:
+        raise _damaged(path, "truncated, or not an .npz file") from None
+    for p, (shape, _) in zip(params, meta.param_shapes(), strict=True):
+        if tuple(p.shape) != (S, *shape):
+            raise _damaged(path, f"a parameter has shape {tuple(p.shape)}, expected {(S, *shape)}")
+    if "loss" not in history or any(h.shape != (settings.steps, S) for h in history.values()) or len(at) != S:
+        raise _damaged(path, f"its history does not cover {settings.steps} steps of {S} seeds")
+    deflated = bool(previous) and settings.orthogonality == "deflate"
+    if deflated != (coef is not None) or (coef is not None and tuple(coef.shape) != (S, len(previous))):
+        raise _damaged(path, "its deflation coefficients do not match the earlier functions")
     fn = FoundFunction(meta, params, previous if coef is not None else (), coef, seeds)
     return SearchResult(fn, history, settings, seeds, extra=extra)
 
@@ -191,7 +244,7 @@ def run_experiment(
                 progress=label if progress else False,
             )
             if ckpt is not None:
-                _save_function(ckpt, res, digest)
+                _save_function(ckpt, res, digest, previous)
         result.functions.append(res)
     train_time = time.perf_counter() - t0
     evaluate(result)
@@ -199,9 +252,14 @@ def run_experiment(
     return result
 
 
-def evaluation_points(domain: Domain, n: int, seed: int = 12345) -> np.ndarray:
+#: The seed of the evaluation set (``torch.Generator().manual_seed(12345)``), the first release's, kept so that every
+#: reported number is measured on the same points as before.
+EVALUATION_POINTS_SEED_OF_FIRST_RELEASE = 12345
+
+
+def evaluation_points(domain: Domain, n: int, seed: int = EVALUATION_POINTS_SEED_OF_FIRST_RELEASE) -> np.ndarray:
     """A fixed, evenly spread evaluation set (:meth:`Domain.spread_sample`): shape ``(n, d)``, float64."""
-    return domain.spread_sample(n, torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+    return domain.spread_sample(n, rng.offset_torch_generator(seed), dtype=torch.float64).numpy()
 
 
 def _evaluation_learner(learner: object) -> object:
@@ -257,15 +315,135 @@ def _generalisation(
     return analysis.generalisation_error(learner, f, domain, n_tr, n_te, draws=draws, seed=seed)
 
 
+#: The split-dataset control (true-class and random balanced labellings) draws the tasks seed 0's evaluation draws.
+CONTROL_SEED = 0
+
+
 def _split_control(
     learner: object, domain: SplitDataset, n_tr: int, n_te: int, draws: int, cache: dict[tuple[int, int], dict]
 ) -> dict:
     """The learner's few-shot error on the true-class labelling and on random balanced labellings
-    (:func:`~learnscope.bias.analysis.split_control_errors`, seed 1000, the found labelling of seed 0's seed), once
-    per ``(n_tr, n_te)``: the yardsticks for the found labellings' ``gen_mse``."""
+    (:func:`~learnscope.bias.analysis.split_control_errors` with :data:`CONTROL_SEED`: the tasks of seed 0's
+    evaluation), once per ``(n_tr, n_te)``: the yardsticks for the found labellings' ``gen_mse``."""
     if (n_tr, n_te) not in cache:
-        cache[n_tr, n_te] = analysis.split_control_errors(learner, domain, n_tr, n_te, draws=draws, seed=1000)
+        cache[n_tr, n_te] = analysis.split_control_errors(learner, domain, n_tr, n_te, draws=draws,
+                                                          seed=CONTROL_SEED)
     return cache[n_tr, n_te]
+
+
+def _final_loss(history: np.ndarray) -> float:
+    """Mean of the last 10 finite losses of one seed (a diverged seed's history is NaN after it stopped)."""
+    finite = history[np.isfinite(history)][-10:]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _measures(domain: Domain, points: np.ndarray, v: np.ndarray, f: Callable, an) -> dict:
+    """Label statistics, linear fits and spectra of one labelling ``v`` on the evaluation points (NaN where the
+    labelling is not finite or, for fits and spectra, constant)."""
+    finite = bool(np.isfinite(v).all())
+    m: dict = {"label_mean": float(v.mean()), "label_std": float(v.std())}
+    varies = finite and m["label_std"] > 0
+    if isinstance(domain, SplitDataset):
+        m |= {"affine_r2": float("nan"), "linear_r2_no_bias": float("nan")}
+        m |= _split_metrics(domain, v) if finite else {}
+    else:
+        nan_w = [float("nan")] * points.shape[1]
+        m |= {
+            "affine_r2": analysis.affine_r2(points, v, bias=True) if varies else float("nan"),
+            "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False) if varies else float("nan"),
+            "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist() if finite else nan_w,
+        }
+    nonzero = finite and bool((v != 0).any())
+    if isinstance(domain, Sphere):
+        e = analysis.harmonic_energy(f, domain.dim, an.max_degree, points=points) if nonzero else None
+        m["degree_energy"] = e.tolist() if e is not None else [float("nan")] * (an.max_degree + 2)
+    elif isinstance(domain, Circle):
+        e = analysis.fourier_energy(f, an.max_degree) if nonzero else None
+        m["frequency_energy"] = e.tolist() if e is not None else [float("nan")] * (an.max_degree + 2)
+    return m
+
+
+_NAN_GEN = {"mse": float("nan"), "sem": float("nan"), "relative": float("nan"), "draws": 0}
+
+
+def _overconnected_input(spec: dict, d: int) -> int | None:
+    """The over-connected input of a mushroom-body learner spec with ``scheme = "overconnected"`` (the input of
+    largest connection weight, if one is largest), else None."""
+    if spec.get("name") != "mushroom_body" or spec.get("scheme") not in ("overconnected", 1):
+        return None
+    from learnscope.circuits.sparse import default_overconnected
+
+    probs = spec.get("probs")
+    p = np.asarray(probs, dtype=float) if probs is not None else default_overconnected(d).numpy()
+    top = np.flatnonzero(p == p.max())
+    return int(top[0]) if len(top) == 1 else None
+
+
+def _input_dependence(comp: Components, learner: object, res: SearchResult, per_seed: list[dict], n_tr: int,
+                      n_te: int, draws: int) -> dict:
+    """Which inputs the found function depends on (domains of dimension > 3, which have no map).
+
+    ``weights``: the affine fit's weight per input, per seed (``per_seed[i]["linear_weights"]``); ``norm_share``:
+    |w_j| / ‖w‖₂ per seed and input. For a mushroom body with an over-connected input i, also ``overconnected_input``
+    = i, ``share`` = |w_i| / ‖w‖₂ per seed, and ``paired``: the few-shot MSE of a random-wiring learner (the same
+    learner with ``scheme = "random"``) minus that of the over-connected one, paired over the same tasks
+    (:func:`~learnscope.bias.analysis.paired_generalisation_difference`, ``analysis.gen_draws`` learners per seed,
+    the tasks of the seed's own evaluation), per seed and pooled over every seed's learners.
+    """
+    weights = np.array([m["linear_weights"] for m in per_seed], dtype=float)
+    norms = np.linalg.norm(weights, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.abs(weights) / norms
+    out: dict = {"weights": weights.tolist(), "norm_share": share.tolist()}
+    spec = _describe(comp.learner)
+    i = _overconnected_input(spec, comp.domain.dim)
+    if i is None:
+        return out
+    random_spec = spec | {"scheme": "random", "probs": None}
+    random_learner = _evaluation_learner(make_learner(random_spec))
+    rows, diffs = [], []
+    for k, m in enumerate(per_seed):
+        f = res.function.for_seed(k)
+        p = analysis.paired_generalisation_difference(learner, random_learner, f, comp.domain, n_tr, n_te,
+                                                      draws=draws, seed=m["seed"])
+        diffs.append(p.pop("differences"))
+        rows.append({"seed": m["seed"], "mean_difference": p["mean_difference"], "sem": p["sem"], "n": p["n"],
+                     "mse_overconnected": p["mse_a"], "mse_random": p["mse_b"]})
+    pooled = np.concatenate(diffs)
+    out |= {
+        "overconnected_input": i,
+        "share": share[:, i].tolist(),
+        "paired": {
+            "quantity": "few-shot test MSE of a random-wiring learner minus that of the over-connected learner, "
+                        "on the same tasks",
+            "learner_b": random_spec,
+            "mean_difference": float(pooled.mean()),
+            "sem": float(pooled.std(ddof=1) / math.sqrt(len(pooled))) if len(pooled) > 1 else float("nan"),
+            "n": int(len(pooled)),
+            "per_seed": rows,
+        },
+    }
+    return out
+
+
+def _verdict(checks: dict[str, dict[str, dict]], warnings: list[str], notes: list[str]) -> dict:
+    """The run's verdict: the worst status over every function and seed, the warnings (the result failed a check),
+    the notes (worth knowing, not a failure), the numbers compared and the thresholds."""
+    statuses = {c["status"] for per_fn in checks.values() for c in per_fn.values()}
+    status = "diverged" if "diverged" in statuses else "collapsed" if "collapsed" in statuses else "ok"
+    return {
+        "status": status,
+        "warnings": warnings,
+        "notes": notes,
+        "checks": checks,
+        "thresholds": {
+            "collapse_std_fraction": analysis.COLLAPSE_STD_FRACTION,
+            "collapse_w2_fraction_of_zero_labels": analysis.COLLAPSE_W2_FRACTION,
+            "blowup_std_factor": analysis.BLOWUP_FACTOR,
+            "noise_roughness": analysis.NOISE_ROUGHNESS,
+            "baseline_sems": analysis.BASELINE_SEMS,
+        },
+    }
 
 
 def evaluate(result: ExperimentResult) -> None:
@@ -274,7 +452,18 @@ def evaluate(result: ExperimentResult) -> None:
     Per function and seed: label mean/std; affine and no-bias linear R² with the linear weights; harmonic
     energy per degree (sphere) or Fourier energy per frequency (circle); few-shot generalisation error of
     the learner (and of learner B for a contrast, with the ratio B/A). For a series: the overlap matrix
-    (cosine of the un-centred inner products) of the functions on the evaluation set, per seed.
+    (cosine of the un-centred inner products) of the functions on the evaluation set, per seed. On a domain of
+    dimension > 3 (no map), per function ``input_dependence`` (see :func:`_input_dependence`).
+
+    Every seed is measured on its own: its values come from its own parameters and its few-shot tasks from its
+    own seed's named streams (:data:`learnscope.rng.FEW_SHOT_TASKS`), so its numbers do not depend on the other
+    seeds of the run.
+
+    ``metrics["verdict"]``: every labelling checked against simple baselines
+    (:func:`~learnscope.bias.analysis.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
+    functions and seeds), ``warnings`` (one line each: the result failed a check), ``notes`` (one line each: a later
+    function of a series that the learner generalises worse than the mean predictor), ``checks[f"f{k}"][str(seed)]``
+    the numbers compared, and the ``thresholds``.
 
     On a :class:`~learnscope.domains.SplitDataset` (e.g. MNIST 0/1) the evaluation set is the dataset itself (pool,
     then test set); linear fits in pixel space are not made (R² entries are NaN); the few-shot error trains on the
@@ -289,58 +478,60 @@ def evaluate(result: ExperimentResult) -> None:
     domain = comp.domain
     split = isinstance(domain, SplitDataset)
     points = domain.points.double().numpy() if split else evaluation_points(domain, an.n_eval)
+    is_test = np.arange(len(points)) >= domain.n_pool if split else None
     result.eval_points = points
     learner_a = _evaluation_learner(comp.learner)
     learner_b = _evaluation_learner(comp.learner_b) if comp.learner_b is not None else None
     compared = comparison_learners(an.compare)
+    target = None if any(st.distance in SPREADS for st in cfg.function_settings()) else comp.target
     S = len(cfg.seeds)
-    x = torch.from_numpy(points).unsqueeze(0).expand(S, *points.shape)
     functions_out = []
     all_values = []
     control_cache: dict[tuple[int, int], dict] = {}
+    checks: dict[str, dict[str, dict]] = {}
+    warnings: list[str] = []
+    notes: list[str] = []
     for k, res in enumerate(result.functions):
         settings = res.settings
         n_tr = an.gen_n_train or settings.n_train
         n_te = an.gen_n_test or settings.n_test
-        values = res.function(x).double().numpy()  # (S, n_eval)
+        values = np.stack([res.function.for_seed(i)(points) for i in range(S)]).astype(np.float64)  # (S, n_eval)
         all_values.append(values)
+        diverged_at = res.extra.get("diverged_at") or [None] * S
+        diverged_what = res.extra.get("diverged_what") or [None] * S
         per_seed = []
+        checks[f"f{k + 1}"] = {}
         for i, seed in enumerate(cfg.seeds):
             v = values[i]
             f = res.function.for_seed(i)
-
-            gen_args = (domain, f, v, n_tr, n_te, an.gen_draws, 1000 + seed)
-            m: dict = {
-                "seed": seed,
-                "label_mean": float(v.mean()),
-                "label_std": float(v.std()),
-                "final_loss": float(res.history["loss"][-10:, i].mean()),
-            }
-            if split:
-                m |= {"affine_r2": float("nan"), "linear_r2_no_bias": float("nan")} | _split_metrics(domain, v)
-            else:
-                m |= {
-                    "affine_r2": analysis.affine_r2(points, v, bias=True),
-                    "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False),
-                    "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist(),
-                }
-            if isinstance(domain, Sphere):
-                e = analysis.harmonic_energy(f, domain.dim, an.max_degree, points=points)
-                m["degree_energy"] = e.tolist()
-            elif isinstance(domain, Circle):
-                m["frequency_energy"] = analysis.fourier_energy(f, an.max_degree).tolist()
-            gen = _generalisation(learner_a, *gen_args)
+            m: dict = {"seed": seed}
+            m |= _measures(domain, points, v, f, an)
+            m["final_loss"] = _final_loss(res.history["loss"][:, i])
+            usable = bool(np.isfinite(v).all() and (v != 0).any())
+            gen_args = (domain, f, v, n_tr, n_te, an.gen_draws, seed)
+            gen = _generalisation(learner_a, *gen_args) if usable else _NAN_GEN
             m["gen_mse"], m["gen_sem"], m["gen_relative"] = gen["mse"], gen["sem"], gen["relative"]
             if learner_b is not None:
-                gb = _generalisation(learner_b, *gen_args)
+                gb = _generalisation(learner_b, *gen_args) if usable else _NAN_GEN
                 m["gen_mse_b"], m["gen_sem_b"] = gb["mse"], gb["sem"]
                 m["gen_ratio_b_over_a"] = gb["mse"] / max(gen["mse"], 1e-300)
             if compared:
-                m["compare"] = {label: _generalisation(other, *gen_args)["mse"] for label, other in compared.items()}
+                m["compare"] = {label: (_generalisation(other, *gen_args) if usable else _NAN_GEN)["mse"]
+                                for label, other in compared.items()}
             per_seed.append(m)
+            baseline = (analysis.mean_predictor_mse(v, n_tr, test=is_test, pool_size=domain.n_pool) if split
+                        else analysis.mean_predictor_mse(v, n_tr)) if np.isfinite(v).all() else float("nan")
+            _, warns, nums = analysis.check_labelling(
+                v, points, target, gen_mse=m["gen_mse"], gen_sem=m["gen_sem"], baseline_mse=baseline,
+                diverged_at=diverged_at[i], diverged_what=diverged_what[i], label=f"f{k + 1} seed {seed}",
+                baseline_warns=k == 0,
+            )
+            checks[f"f{k + 1}"][str(seed)] = nums
+            warnings += warns
+            notes += [nums["note"]] if "note" in nums else []
         keys = ["affine_r2", "linear_r2_no_bias", "label_std", "gen_mse", "gen_relative"]
         keys += ["agreement"] if "agreement" in per_seed[0] else []
-        summary = {key: _summary([m[key] for m in per_seed]) for key in keys}
+        summary = {key: _summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
         if isinstance(domain, Sphere):
             for deg in range(min(an.max_degree, 4) + 1):
                 summary[f"degree{deg}_energy"] = _summary([m["degree_energy"][deg] for m in per_seed])
@@ -348,12 +539,13 @@ def evaluate(result: ExperimentResult) -> None:
             summary["gen_ratio_b_over_a"] = _summary([m["gen_ratio_b_over_a"] for m in per_seed])
         for label in compared:
             summary[f"gen_mse_{label}"] = _summary([m["compare"][label] for m in per_seed])
-        times = res.extra["step_times_s"]
+        times = np.asarray(res.extra["step_times_s"], dtype=float)
+        timed = times[3:] if np.isfinite(times[3:]).any() else times
         fn_out = {
             "index": k + 1,
             "steps": settings.steps,
-            "ms_per_step_median": float(np.median(times[3:] if len(times) > 3 else times) * 1e3),
-            "loop_s": float(times.sum()),
+            "ms_per_step_median": float(np.nanmedian(timed) * 1e3) if np.isfinite(timed).any() else float("nan"),
+            "loop_s": float(np.nansum(times)),
             "resumed": bool(res.extra.get("resumed", False)),
             "per_seed": per_seed,
             "summary": summary,
@@ -361,6 +553,8 @@ def evaluate(result: ExperimentResult) -> None:
         control = _split_control(learner_a, domain, n_tr, n_te, an.gen_draws, control_cache) if split else {}
         if control:
             fn_out["control"] = control
+        if not split and domain.dim > 3:
+            fn_out["input_dependence"] = _input_dependence(comp, learner_a, res, per_seed, n_tr, n_te, an.gen_draws)
         functions_out.append(fn_out)
         result.arrays[f"f{k + 1}_values"] = values.astype(np.float32)
         for name, h in res.history.items():
@@ -369,11 +563,12 @@ def evaluate(result: ExperimentResult) -> None:
             result.arrays[f"f{k + 1}_{name}"] = a
     result.arrays["eval_points"] = points.astype(np.float32)
     if split:
-        result.arrays["eval_is_test"] = np.arange(len(points)) >= domain.n_pool
+        result.arrays["eval_is_test"] = is_test
         if domain.labels is not None:
             result.arrays["eval_labels"] = np.asarray(domain.labels)
     result.metrics.update(
-        {"kind": cfg.kind, "seeds": list(cfg.seeds), "title": cfg.title, "functions": functions_out}
+        {"kind": cfg.kind, "seeds": list(cfg.seeds), "title": cfg.title, "functions": functions_out,
+         "verdict": _verdict(checks, warnings, notes)}
     )
     if len(all_values) > 1:
         stacked = np.stack(all_values, axis=1)  # (S, k, n_eval)

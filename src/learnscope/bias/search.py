@@ -11,14 +11,16 @@ taken *through* the learner's training (closed form or unrolled), so the learner
 in its training labels.
 
 Three entry points: :func:`find_easiest`, :func:`find_series`, :func:`find_contrast`. All take a list of
-seeds and run them as one batched computation (a leading seed axis S on every tensor), which is how
-several seeds cost little more than one.
+seeds and run them side by side in one loop, each seed on its own tensors and random streams
+(:mod:`learnscope.rng`), so a seed's result is exactly the same alone as with any other seeds.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from learnscope import rng
 from learnscope.bias.distances import DISTANCES, SPREADS, make_distance
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.domains import Domain
@@ -36,6 +39,7 @@ OPTIMISERS = ("adagrad", "adam", "sgd")
 CONTRAST_OBJECTIVES = ("difference", "log_ratio")
 ORTHOGONALITY = ("deflate", "normalised_penalty", "penalty")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+SEED_BATCHING = ("exact", "batched")
 
 
 @dataclass
@@ -58,6 +62,11 @@ class SearchSettings:
         "normalised_penalty" Σ_j (mean f_k f_j)² / mean f_j², or "penalty" Σ_j (Σ_x f_k f_j)² (authors).
     n_reference : reference points for orthogonality (deflation coefficients / penalty sums).
     dtype : "float32" or "float64".
+    seed_batching : "exact" (default): every seed is computed on its own, so its result is bit-for-bit the same
+        alone (``--seed 3``) as with any other seeds. "batched": all seeds share each batched kernel call — up to
+        ~3× faster for small learners (the mushroom body, ridge on the disc) — but a seed's numbers then depend on
+        the batch at the rounding level, which training amplifies (Fig 2: label std 0.48847 alone, 0.48950 in a
+        5-seed batch).
     """
 
     steps: int = 100
@@ -77,6 +86,7 @@ class SearchSettings:
     orthogonality: str = "deflate"
     n_reference: int = 2000
     dtype: str = "float32"
+    seed_batching: str = "exact"
 
     def __post_init__(self) -> None:
         for name in ("steps", "n_train", "n_test", "learners_per_step", "n_reference"):
@@ -99,26 +109,21 @@ class SearchSettings:
             ("contrast_objective", CONTRAST_OBJECTIVES),
             ("orthogonality", ORTHOGONALITY),
             ("dtype", tuple(DTYPES)),
+            ("seed_batching", SEED_BATCHING),
         ):
             if getattr(self, name) not in valid:
                 raise UnknownNameError(f"search.{name}", getattr(self, name), valid)
 
 
-def seed_generator(seed: int, stream: int) -> torch.Generator:
-    """An independent torch generator for (seed, stream); streams separate init, data, learner, target."""
-    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-_STREAM_META, _STREAM_DATA, _STREAM_LEARNER, _STREAM_TARGET, _STREAM_REFERENCE = range(5)
-
-
 class FoundFunction:
     """A meta-learned function (for every seed of a run), frozen and callable on new inputs.
 
-    ``f(x)`` with x of shape ``(S, N, d)`` returns ``(S, N)``; ``f.for_seed(i)`` gives a callable
-    ``(N, d) → (N,)`` for seed i alone (numpy or torch in, numpy out).
+    ``f(x)`` with x of shape ``(S, N, d)`` returns ``(S, N)``; ``f.at(i, x)`` evaluates seed i alone on x
+    ``(..., d)``; ``f.for_seed(i)`` gives a callable ``(N, d) → (N,)`` for seed i (numpy or torch in, numpy out).
     With deflation the value is ``h(x) − Σ_j c_j f_j(x)`` with frozen coefficients c (shape (S, k)).
+
+    Every evaluation is per seed, on that seed's own copy of its parameters, so a seed's values are the same
+    whichever seeds it was trained or stored with.
     """
 
     def __init__(
@@ -134,30 +139,38 @@ class FoundFunction:
         self.previous = list(previous)
         self.coef = None if coef is None else coef.detach().clone()
         self.seeds = list(seeds)
+        self._own = [[p[i : i + 1].clone() for p in self.params] for i in range(self.n_seeds)]
 
     @property
     def n_seeds(self) -> int:
         return self.params[0].shape[0]
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        return self.meta.forward(x.to(self.params[0].dtype), self.params)
+    def raw_at(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """The meta-learner's output h(x) of seed ``index`` before deflation: x ``(..., d)`` → ``(...)``."""
+        return self.meta.forward(x.to(self.params[0].dtype).unsqueeze(0), self._own[index])[0]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """h(x) for every seed: x ``(S, ..., d)`` → ``(S, ...)``."""
+        return torch.stack([self.raw_at(i, x[i]) for i in range(self.n_seeds)])
+
+    def at(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """f(x) of seed ``index`` alone: x ``(..., d)`` → ``(...)``, no gradient."""
         with torch.no_grad():
-            out = self.raw(x)
+            out = self.raw_at(index, x)
             if self.coef is not None:
                 for j, prev in enumerate(self.previous):
-                    out = out - self.coef[:, j].reshape(-1, *([1] * (out.ndim - 1))) * prev(x)
+                    out = out - self.coef[index, j] * prev.at(index, x)
             return out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.at(i, x[i]) for i in range(self.n_seeds)])
 
     def for_seed(self, index: int) -> Callable[[np.ndarray | torch.Tensor], np.ndarray]:
         if not 0 <= index < self.n_seeds:
             raise ConfigError(f"seed index {index} out of range for a run with {self.n_seeds} seeds")
 
         def f(x: np.ndarray | torch.Tensor) -> np.ndarray:
-            xt = torch.as_tensor(np.asarray(x), dtype=self.params[0].dtype)
-            stacked = xt.unsqueeze(0).expand(self.n_seeds, *xt.shape)
-            return self(stacked)[index].numpy()
+            return self.at(index, torch.as_tensor(np.asarray(x), dtype=self.params[0].dtype)).numpy()
 
         return f
 
@@ -174,9 +187,11 @@ class SearchResult:
     """What a meta-learning run returns.
 
     function : the found function (all seeds).
-    history : per-step losses, each an array of shape (steps, S).
+    history : per-step losses, each an array of shape (steps, S); NaN for a seed from the step it diverged.
     settings : the resolved settings.
     seeds : the seeds of the S runs.
+    extra : ``step_times_s`` (steps,), and ``diverged_at`` / ``diverged_what``: per seed the first step whose labels
+        or loss were not finite (None if none) and which of the two (``"labels"``, ``"loss"``).
     """
 
     function: FoundFunction
@@ -190,51 +205,61 @@ class SearchResult:
 
 
 class _Orthogonaliser:
-    """Keeps the k-th function orthogonal to earlier ones on a fixed reference set (per seed)."""
+    """Keeps the k-th function of seeds ``lo … lo + G − 1`` orthogonal to their earlier ones on a fixed reference set.
+
+    Every tensor has a leading axis over those G seeds: ``reference`` is ``(G, R, d)``.
+    """
 
     def __init__(
-        self, previous: Sequence[FoundFunction], reference: torch.Tensor, mode: str, dtype: torch.dtype
+        self, previous: Sequence[FoundFunction], lo: int, reference: torch.Tensor, mode: str, dtype: torch.dtype
     ):
         self.previous = list(previous)
+        self.lo = lo
         self.mode = mode
-        self.reference = reference  # (S, R, d)
-        with torch.no_grad():
-            self.prev_ref = torch.stack([f(reference) for f in self.previous], dim=-1).to(dtype)  # (S, R, k)
+        self.reference = reference  # (G, R, d)
+        self.prev_ref = self.previous_at(reference).to(dtype)  # (G, R, k)
         R = reference.shape[1]
-        self.gram = self.prev_ref.transpose(1, 2) @ self.prev_ref / R  # (S, k, k)
-        self.norms = torch.diagonal(self.gram, dim1=1, dim2=2)  # (S, k): mean f_j^2
+        self.gram = self.prev_ref.transpose(1, 2) @ self.prev_ref / R  # (G, k, k)
+        self.norms = torch.diagonal(self.gram, dim1=1, dim2=2)  # (G, k): mean f_j^2
         k = len(self.previous)
         jitter = 1e-8 * self.norms.mean(dim=1, keepdim=True).unsqueeze(-1) * torch.eye(k, dtype=dtype)
         self.gram_chol = torch.linalg.cholesky(self.gram + jitter)
 
     def coefficients(self, h_ref: torch.Tensor) -> torch.Tensor:
-        """Least-squares coefficients c (S, k) of h on the earlier functions over the reference set."""
-        b = (self.prev_ref * h_ref.unsqueeze(-1)).mean(dim=1)  # (S, k)
+        """Least-squares coefficients c (G, k) of h on the earlier functions over the reference set."""
+        b = (self.prev_ref * h_ref.unsqueeze(-1)).mean(dim=1)  # (G, k)
         return torch.cholesky_solve(b.unsqueeze(-1), self.gram_chol).squeeze(-1)
 
     def previous_at(self, x: torch.Tensor) -> torch.Tensor:
-        """Earlier functions at x (S, N, d) → (S, N, k), no gradient."""
+        """Earlier functions of these seeds at x (G, N, d) → (G, N, k), each seed on its own, no gradient."""
         with torch.no_grad():
-            return torch.stack([f(x) for f in self.previous], dim=-1)
+            return torch.stack(
+                [torch.stack([f.at(self.lo + g, x[g]) for f in self.previous], dim=-1) for g in range(x.shape[0])]
+            )
 
     def penalty(self, h_ref: torch.Tensor) -> torch.Tensor:
-        """Per-seed orthogonality penalty (S,) for the penalty modes."""
-        dots = (self.prev_ref * h_ref.unsqueeze(-1)).mean(dim=1)  # (S, k) mean_x f_k f_j
+        """Orthogonality penalty (G,) for the penalty modes."""
+        dots = (self.prev_ref * h_ref.unsqueeze(-1)).mean(dim=1)  # (G, k) mean_x f_k f_j
         if self.mode == "normalised_penalty":
             return (dots**2 / self.norms).sum(dim=1)
         R = h_ref.shape[1]
         return ((dots * R) ** 2).sum(dim=1)
 
 
-def _check_diverged(per_seed: torch.Tensor, step: int, seeds: Sequence[int]) -> None:
-    """Raise a ConfigError naming the seeds whose labels or loss (``per_seed``, shape (S,)) went NaN/inf."""
-    finite = torch.isfinite(per_seed.detach())
-    if not finite.all():
-        bad = [seeds[i] for i in torch.nonzero(~finite).flatten().tolist()]
-        raise ConfigError(
-            f"meta-learning diverged at step {step} for seed(s) {bad} (labels or loss are NaN/inf); "
-            "lower search.lr or the loss weights"
-        )
+_SEED_LEARNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _seed_learner(learner: object, seed: tuple[int, ...]) -> object:
+    """The copy of ``learner`` that the seeds ``seed`` (one, or a batch) train, made at its first use and kept across
+    the functions of a series: state a learner acquires by use (the fixed features of
+    ``RandomFeatureRidge(resample=False)``) is then per seed, as in a one-seed run, and never shared with others."""
+    try:
+        copies = _SEED_LEARNERS.setdefault(learner, {})
+    except TypeError:  # not weak-referenceable or unhashable: a fresh copy per run
+        copies = {}
+    if seed not in copies:
+        copies[seed] = copy.deepcopy(learner)
+    return copies[seed]
 
 
 def _make_optimiser(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -258,7 +283,7 @@ def meta_train(
     progress: bool | str = False,
     callback: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> SearchResult:
-    """Run Algorithm 1 for one function, for every seed at once.
+    """Run Algorithm 1 for one function, for every seed.
 
     meta : the meta-learner architecture (its parameters are (re)initialised here, one per seed).
     domain : input distribution; each step's points come from ``domain.meta_batch`` (fresh independent draws, or
@@ -267,7 +292,19 @@ def meta_train(
     target : target label distribution (``learnscope.targets``).
     previous : earlier functions of a series (this one is kept orthogonal to them).
     progress : show a progress bar (a string is used as its description).
-    callback : called as ``callback(step, losses)`` after each step (losses are per-seed tensors).
+    callback : called as ``callback(step, losses)`` after each step (losses are per-seed tensors (S,)).
+
+    Seeds are independent runs: seed i draws from its own named streams (:func:`learnscope.rng.meta_generator`).
+    With ``settings.seed_batching = "exact"`` (the default) each step also computes seed i's loss on its own tensors —
+    parameter leaves, points, labels, learners — with the shapes a one-seed run has, then one optimiser step updates
+    every seed (element-wise per parameter tensor). So a seed's result is bit-for-bit the same alone as in any
+    batch: batched kernels are not shared across seeds, because their rounding (and BLAS's choice of kernel, e.g. for
+    a batch of one) changes with the batch size. The ``learners_per_step`` learners of one seed are batched.
+    ``"batched"`` computes all seeds in one batch (faster for small learners, not batch-independent).
+
+    A seed whose labels or loss become non-finite stops: its parameters go back to the last step whose labels
+    and loss were finite, its history is NaN from that step, and ``extra["diverged_at"]`` records the step (the
+    run's verdict reports it); the other seeds go on.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -276,117 +313,163 @@ def meta_train(
     dtype = DTYPES[s.dtype]
     S, B = len(seeds), s.learners_per_step
     n_tr, n_te = s.n_train, s.n_test
-    params = meta.init([seed_generator(x, _STREAM_META + 10 * len(previous)) for x in seeds], dtype)
-    opt = _make_optimiser(s.optimiser, params, s.lr)
-    data_gens = [seed_generator(x, _STREAM_DATA + 10 * len(previous)) for x in seeds]
-    # one generator per seed: seed i's learners draw from their own stream, whatever else is batched
-    learner_gens = [seed_generator(x, _STREAM_LEARNER + 10 * len(previous)) for x in seeds]
-    target_gens = [seed_generator(x, _STREAM_TARGET + 10 * len(previous)) for x in seeds]
+    k = len(previous)
+    # the seeds computed together: each alone (exact) or all in one batch
+    groups = [(i, i + 1) for i in range(S)] if s.seed_batching == "exact" else [(0, S)]
+    stacked = meta.init([rng.meta_generator(x, rng.META_INIT, k) for x in seeds], dtype)
+    own = {g: [p[g[0] : g[1]].detach().clone().requires_grad_(True) for p in stacked] for g in groups}
+    opt = _make_optimiser(s.optimiser, [p for g in groups for p in own[g]], s.lr)
+    data_gens = [rng.meta_generator(x, rng.META_DATA, k) for x in seeds]
+    learner_gens = [rng.meta_generator(x, rng.META_LEARNER, k) for x in seeds]
+    target_gens = [rng.meta_generator(x, rng.META_TARGET, k) for x in seeds]
+    learners = {g: _seed_learner(learner, tuple(seeds[g[0] : g[1]])) for g in groups}
+    learners_b = {} if learner_b is None else {g: _seed_learner(learner_b, tuple(seeds[g[0] : g[1]])) for g in groups}
     distance = make_distance(s.distance)
 
-    def draw_target(n: int) -> object:
+    def draw_target(g: tuple[int, int], n: int) -> object:
+        G = g[1] - g[0]
         if s.distance in SPREADS:
             return None
         if s.target_samples == 0:
             if s.distance == "w2":
                 return target
             u = (torch.arange(n, dtype=dtype) + 0.5) / n
-            return target.quantile(u).expand(S * B, n)
-        ys = torch.stack([target.sample(s.target_samples, g, dtype=dtype) for g in target_gens])
-        return ys.repeat_interleave(B, dim=0)  # (S*B, m)
+            return target.quantile(u).expand(G * B, n)
+        ys = torch.stack([target.sample(s.target_samples, target_gens[i], dtype=dtype) for i in range(*g)])
+        return ys.repeat_interleave(B, dim=0)  # (G·B, m)
 
-    fixed_targets: dict[int, object] = {}
+    fixed_targets: dict[tuple, object] = {}
 
-    def target_for(n: int) -> object:
+    def target_for(g: tuple[int, int], n: int) -> object:
         if s.target_resample:
-            return draw_target(n)
-        if n not in fixed_targets:
-            fixed_targets[n] = draw_target(n)
-        return fixed_targets[n]
+            return draw_target(g, n)
+        if (g, n) not in fixed_targets:
+            fixed_targets[g, n] = draw_target(g, n)
+        return fixed_targets[g, n]
 
-    orth = None
+    orth: dict[tuple[int, int], _Orthogonaliser] = {}
     if previous:
-        ref_gens = [seed_generator(x, _STREAM_REFERENCE) for x in seeds]
-        reference = torch.stack([domain.spread_sample(s.n_reference, g, dtype=dtype) for g in ref_gens])
-        orth = _Orthogonaliser(previous, reference, s.orthogonality, dtype)
+        for g in groups:
+            gens = [rng.meta_generator(seeds[i], rng.META_REFERENCE) for i in range(*g)]
+            reference = torch.stack([domain.spread_sample(s.n_reference, gen, dtype=dtype) for gen in gens])
+            orth[g] = _Orthogonaliser(previous, g[0], reference, s.orthogonality, dtype)
+
+    draw_points = getattr(domain, "meta_batch", None) or (
+        lambda b, n, m, g, dtype: domain.sample_batch(b, n + m, g, dtype=dtype)  # a duck-typed domain
+    )
+
+    def group_step(g: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss terms (each (G,)) of the seeds of group g at this step, and which labels were finite (G,)."""
+        G = g[1] - g[0]
+        x = torch.stack([draw_points(B, n_tr, n_te, data_gens[i], dtype=dtype) for i in range(*g)])  # (G, B, n, d)
+        y = meta.forward(x, own[g])  # (G, B, n)
+        finite = torch.isfinite(y.reshape(G, -1)).all(dim=1)
+        if not finite.any():
+            return finite, {}
+        if not finite.all():  # a batched group goes on: the learners get zeros for the seed that diverged
+            keep = finite[:, None, None]
+            x, y = torch.where(keep[..., None], x, torch.zeros_like(x)), torch.where(keep, y, torch.zeros_like(y))
+        orth_loss = torch.zeros(G, dtype=dtype)
+        if previous:
+            o = orth[g]
+            h_ref = meta.forward(o.reference, own[g])
+            if s.orthogonality == "deflate":
+                coef = o.coefficients(h_ref)  # (G, k)
+                prev = o.previous_at(x.reshape(G, B * (n_tr + n_te), -1)).reshape(*y.shape, -1)
+                y = y - (prev * coef[:, None, None, :]).sum(-1)
+            else:
+                orth_loss = o.penalty(h_ref)
+        xf = x.reshape(G * B, n_tr + n_te, -1)
+        yf = y.reshape(G * B, n_tr + n_te)
+        x_tr, x_te, y_tr, y_te = xf[:, :n_tr], xf[:, n_tr:], yf[:, :n_tr], yf[:, n_tr:]
+        gens = learner_gens[g[0] : g[1]]
+        pred = learners[g].fit_predict(x_tr, y_tr, x_te, generator=gens)
+        gen = ((pred - y_te) ** 2).mean(dim=1).reshape(G, B).mean(dim=1)  # (G,)
+        terms = {"generalisation": gen}
+        gen_term = gen
+        if learner_b is not None:
+            pred_b = learners_b[g].fit_predict(x_tr, y_tr, x_te, generator=gens)
+            gen_b = ((pred_b - y_te) ** 2).mean(dim=1).reshape(G, B).mean(dim=1)
+            terms["generalisation_b"] = gen_b
+            gen_term = gen - gen_b if s.contrast_objective == "difference" else torch.log(gen) - torch.log(gen_b)
+        if s.distance_on == "test":
+            dist = distance(y_te, target_for(g, n_te))
+        elif s.distance_on == "union":
+            dist = distance(yf, target_for(g, n_tr + n_te))
+        else:
+            dist = distance(y_tr, target_for(g, n_tr)) + distance(y_te, target_for(g, n_te))
+        dist = dist.reshape(G, B).mean(dim=1)
+        terms |= {"distribution": dist, "orthogonality": orth_loss}
+        terms["loss"] = s.alpha_g * gen_term + s.alpha_d * dist + s.alpha_o * orth_loss
+        return finite, terms
+
+    def restore(i: int) -> None:
+        g = group_of[i]
+        with torch.no_grad():
+            for p, good in zip(own[g], last_good[i], strict=True):
+                p[i - g[0]].copy_(good)
 
     names = ["loss", "generalisation", "distribution", "orthogonality"] + (
         ["generalisation_b"] if learner_b is not None else []
     )
-    hist: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+    hist = {name: np.full((s.steps, S), np.nan) for name in names}
+    group_of = {i: g for g in groups for i in range(*g)}
+    diverged_at: list[int | None] = [None] * S
+    diverged_what: list[str | None] = [None] * S
+    last_good = [[p[i - group_of[i][0]].detach().clone() for p in own[group_of[i]]] for i in range(S)]
+    step_times = np.full(s.steps, np.nan)
     bar = tqdm(
         range(s.steps),
         desc=progress if isinstance(progress, str) else "meta-steps",
         disable=not progress,
         leave=False,
     )
-    zeros = torch.zeros(S, dtype=dtype)
-    step_times = np.empty(s.steps)
-    draw_points = getattr(domain, "meta_batch", None) or (
-        lambda b, n, m, g, dtype: domain.sample_batch(b, n + m, g, dtype=dtype)  # a duck-typed domain
-    )
     for step in bar:
+        live = [g for g in groups if any(diverged_at[i] is None for i in range(*g))]
+        if not live:
+            break
         t0 = time.perf_counter()
-        x = torch.stack([draw_points(B, n_tr, n_te, g, dtype=dtype) for g in data_gens])  # (S, B, n, d)
-        y = meta.forward(x, params)  # (S, B, n)
-        _check_diverged(y.reshape(S, -1).sum(dim=1), step, seeds)
-        coef = None
-        orth_loss = zeros
-        if orth is not None:
-            h_ref = meta.forward(orth.reference, params)
-            if s.orthogonality == "deflate":
-                coef = orth.coefficients(h_ref)  # (S, k)
-                y = y - (
-                    orth.previous_at(x.reshape(S, B * (n_tr + n_te), -1)).reshape(*y.shape, -1)
-                    * coef[:, None, None, :]
-                ).sum(-1)
-            else:
-                orth_loss = orth.penalty(h_ref)
-        xf = x.reshape(S * B, n_tr + n_te, -1)
-        yf = y.reshape(S * B, n_tr + n_te)
-        x_tr, x_te, y_tr, y_te = xf[:, :n_tr], xf[:, n_tr:], yf[:, :n_tr], yf[:, n_tr:]
-        pred = learner.fit_predict(x_tr, y_tr, x_te, generator=learner_gens)
-        gen = ((pred - y_te) ** 2).mean(dim=1).reshape(S, B).mean(dim=1)  # (S,)
-        gen_term = gen
-        gen_b = None
-        if learner_b is not None:
-            pred_b = learner_b.fit_predict(x_tr, y_tr, x_te, generator=learner_gens)
-            gen_b = ((pred_b - y_te) ** 2).mean(dim=1).reshape(S, B).mean(dim=1)
-            if s.contrast_objective == "difference":
-                gen_term = gen - gen_b
-            else:
-                gen_term = torch.log(gen) - torch.log(gen_b)
-        if s.distance_on == "test":
-            dist = distance(y_te, target_for(n_te))
-        elif s.distance_on == "union":
-            dist = distance(yf, target_for(n_tr + n_te))
-        else:
-            dist = distance(y_tr, target_for(n_tr)) + distance(y_te, target_for(n_te))
-        dist = dist.reshape(S, B).mean(dim=1)
-        loss = s.alpha_g * gen_term + s.alpha_d * dist + s.alpha_o * orth_loss  # (S,)
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        losses = []
+        for g in live:
+            finite, terms = group_step(g)
+            loss = terms.get("loss")
+            ok = finite & torch.isfinite(loss.detach()) if loss is not None else finite
+            for j, i in enumerate(range(*g)):
+                if diverged_at[i] is None and not ok[j]:
+                    diverged_at[i], diverged_what[i] = step, "labels" if not finite[j] else "loss"
+            use = torch.tensor([diverged_at[i] is None for i in range(*g)])
+            if not use.any():
+                continue
+            # one backward pass over the groups' separate graphs: each used seed's loss gets gradient exactly 1 and
+            # its nodes run in their own order, so an exact seed's gradients are those of a one-seed run
+            losses.append(torch.where(use, loss, torch.zeros_like(loss)))
+            for j, i in enumerate(range(*g)):
+                if use[j]:
+                    last_good[i] = [p[j].detach().clone() for p in own[g]]
+                    for name, v in terms.items():
+                        hist[name][step, i] = float(v.detach()[j])
+        if losses:
+            torch.cat(losses).sum().backward()
         opt.step()
+        for i in range(S):  # a seed that diverged keeps its last finite parameters (in a batch, updates move it)
+            if diverged_at[i] is not None and (diverged_at[i] == step or s.seed_batching != "exact"):
+                restore(i)
         step_times[step] = time.perf_counter() - t0
-        with torch.no_grad():
-            hist["loss"].append(loss.detach())
-            hist["generalisation"].append(gen.detach())
-            hist["distribution"].append(dist.detach())
-            hist["orthogonality"].append(orth_loss.detach())
-            if gen_b is not None:
-                hist["generalisation_b"].append(gen_b.detach())
-        _check_diverged(loss, step, seeds)
         if callback is not None:
-            callback(step, {"loss": loss.detach(), "generalisation": gen.detach()})
+            callback(step, {name: torch.as_tensor(hist[name][step]) for name in ("loss", "generalisation")})
     bar.close()
 
+    params = [torch.cat([own[g][j].detach() for g in groups]) for j in range(len(stacked))]
+    meta.params = params
     final_coef = None
-    if orth is not None and s.orthogonality == "deflate":
+    if previous and s.orthogonality == "deflate":
         with torch.no_grad():
-            final_coef = orth.coefficients(meta.forward(orth.reference, params))
+            final_coef = torch.cat([orth[g].coefficients(meta.forward(orth[g].reference, own[g])) for g in groups])
     fn = FoundFunction(meta, params, previous if final_coef is not None else (), final_coef, seeds)
-    history = {k: torch.stack(v).numpy() for k, v in hist.items() if v}
-    return SearchResult(fn, history, s, seeds, extra={"step_times_s": step_times})
+    history = {name: h.astype(np.dtype(str(dtype).removeprefix("torch."))) for name, h in hist.items()}
+    extra = {"step_times_s": step_times, "diverged_at": diverged_at, "diverged_what": diverged_what}
+    return SearchResult(fn, history, s, seeds, extra=extra)
 
 
 def find_easiest(meta, domain, learner, target, settings: SearchSettings, seeds: Sequence[int] = (0,), **kw):
