@@ -214,7 +214,7 @@ def test_failure_during_the_run_leaves_no_directory(tmp_path, monkeypatch):
 
 
 def test_compared_learners_are_judged_on_the_found_function(tmp_path):
-    from learnscope.bias import analysis
+    from learnscope.bias import measures
     from learnscope.learners import Ridge
 
     raw = tomllib.loads(TINY.format(kind="easiest"))
@@ -227,7 +227,7 @@ def test_compared_learners_are_judged_on_the_found_function(tmp_path):
         assert m["compare"]["same_ridge"] == m["gen_mse"]
         # the other learner is judged on those same tasks: the learner's error and its own are the two halves of one
         # paired comparison, with the tasks of the seed's evaluation
-        paired = analysis.paired_generalisation_difference(
+        paired = measures.paired_generalisation_difference(
             result.components.learner, Ridge(lam=10.0), result.functions[0].function.for_seed(i),
             result.components.domain, cfg.search.n_train, cfg.search.n_test, draws=cfg.analysis.gen_draws,
             seed=m["seed"])

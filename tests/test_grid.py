@@ -16,7 +16,7 @@ from learnscope.circuits import MLP, ConvNet
 from learnscope.cli import app
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.identify.grid import check_architecture, check_feasible, expand, hidden_sizes, load_grid, parse_grid
-from learnscope.identify.simulation import build_circuit, checkpoint_steps, train_and_record
+from learnscope.identify.simulation import checkpoint_steps, circuit_for_architecture, train_and_record
 
 runner = CliRunner()
 
@@ -60,9 +60,10 @@ def test_a_hidden_size_list_trains_an_mlp_with_exactly_those_layers():
     assert sorted(obs.layer_index.unique()) == [0, 1, 2]
     from learnscope.datasets import load_task
 
-    circuit = build_circuit("mlp_16-8", load_task("digits", n_train=256, n_probe=16))
+    circuit = circuit_for_architecture("mlp_16-8", load_task("digits", n_train=256, n_probe=16))
     assert isinstance(circuit, MLP) and circuit.sizes == (64, 16, 8, 10)
-    assert isinstance(build_circuit("cnn", load_task("digits", n_train=256, n_probe=16, image=True)), ConvNet)
+    images = load_task("digits", n_train=256, n_probe=16, image=True)
+    assert isinstance(circuit_for_architecture("cnn", images), ConvNet)
 
 
 @pytest.mark.parametrize("entry, fragment", [

@@ -13,15 +13,15 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from learnscope import rng
-from learnscope.bias.analysis import (
+from learnscope.bias.config import load_config, parse_config
+from learnscope.bias.distances import neg_std
+from learnscope.bias.experiment import CONTROL_SEED, build_components, run_experiment
+from learnscope.bias.measures import (
     class_agreement,
     random_balanced_labels,
     split_control_errors,
     split_generalisation_error,
 )
-from learnscope.bias.config import load_config, parse_config
-from learnscope.bias.distances import neg_std
-from learnscope.bias.experiment import CONTROL_SEED, build_components, run_experiment
 from learnscope.bias.metalearner import MetaCNN
 from learnscope.datasets import mnist5k_digits
 from learnscope.domains import Mnist01, SplitDataset, make_domain

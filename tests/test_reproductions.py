@@ -145,7 +145,7 @@ def test_fig7_grouped_excitatory_wiring_gives_a_function_of_the_group_sums():
 
 def test_fig5_spiking_network_finds_a_first_order_harmonic():
     """Issue #6: the spiking learner's easiest function has degree-1 energy ≥ 0.9 on S² (settings in the config)."""
-    from learnscope.bias import analysis
+    from learnscope.bias import measures
     from learnscope.bias.experiment import comparison_learners
 
     result, (f1,) = _run("fig5_spiking")
@@ -155,7 +155,7 @@ def test_fig5_spiking_network_finds_a_first_order_harmonic():
     an, settings = result.config.analysis, result.config.function_settings()[0]
     twin = comparison_learners(an.compare)["rate_twin"]
     for i, m in enumerate(f1["per_seed"]):
-        paired = analysis.paired_generalisation_difference(
+        paired = measures.paired_generalisation_difference(
             result.components.learner, twin, result.functions[0].function.for_seed(i), result.components.domain,
             an.gen_n_train or settings.n_train, an.gen_n_test or settings.n_test, draws=an.gen_draws, seed=m["seed"])
         assert m["gen_mse"] == pytest.approx(paired["mse_a"], rel=1e-9)
@@ -188,14 +188,14 @@ def test_rules_contrast_feedback_alignment_misses_the_even_harmonic_backprop_lea
     plain-SGD steps, 30 points). tanh is odd, so FA (≈ a readout of the random tanh features while B and W2 are
     unaligned) learns odd functions but hardly even ones, which backprop learns through its hidden-layer update.
     50 paired draws: the same tasks and the same initial weights for both rules (only the credit transport differs)."""
-    from learnscope.bias import analysis
+    from learnscope.bias import measures
     from learnscope.bias.experiment import build_components
 
     cfg = load_config("fig_rules_contrast_fa_backprop")
     comp = build_components(cfg)
     n_tr, n_te = cfg.search.n_train, cfg.search.n_test
     err = {
-        (rule, deg): analysis.generalisation_error(learner, _zonal_harmonic(deg), comp.domain, n_tr, n_te,
+        (rule, deg): measures.generalisation_error(learner, _zonal_harmonic(deg), comp.domain, n_tr, n_te,
                                                    draws=50, seed=7)["relative"]
         for rule, learner in (("backprop", comp.learner), ("fa", comp.learner_b))
         for deg in (1, 2)

@@ -186,7 +186,7 @@ def _failing_first_network(monkeypatch) -> None:
     """Make the first network trained in this process fail with an unexpected error (as a bug would)."""
     import learnscope.identify.simulation as sim
 
-    real, calls = sim.build_circuit, []
+    real, calls = sim.circuit_for_architecture, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -194,7 +194,7 @@ def _failing_first_network(monkeypatch) -> None:
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sim, "build_circuit", flaky)
+    monkeypatch.setattr(sim, "circuit_for_architecture", flaky)
 
 
 def test_a_failed_network_is_reported_counted_and_retried(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ so that found functions, stores and models written then are reproduced exactly.
 
 * :func:`seed_sequence`, :func:`torch_generator`, :func:`numpy_rng`, :func:`int_seed`: the general forms.
 * ``META_*`` and :func:`meta_generator`: the streams of one meta-learning run (``bias.search.meta_train``).
-* ``FEW_SHOT_*``: the few-shot evaluation of a found function (``bias.analysis``).
+* ``FEW_SHOT_*``: the few-shot evaluation of a found function (``bias.measures``).
 * :func:`network_generator`, :func:`noise_seed`, :func:`split_seed`, :func:`hashed_numpy_rng`,
   :func:`offset_torch_generator`: the recipes of the identify half, bit-for-bit those of its first release.
 """
@@ -65,7 +65,7 @@ SERIES_STREAM_STRIDE_OF_FIRST_RELEASE = 10
 FEW_SHOT_TASKS = "few_shot_tasks"
 FEW_SHOT_LEARNER = "few_shot_learner"
 #: Integer code 1 of the first release's ``default_rng([seed, 1])``: the generic zonal centres of
-#: ``bias.analysis.harmonic_energy`` and the random balanced labellings of ``bias.analysis.split_control_errors``.
+#: ``bias.measures.harmonic_energy`` and the random balanced labellings of ``bias.measures.split_control_errors``.
 ZONAL_CENTRES = 1
 RANDOM_BALANCED_LABELS = 1
 

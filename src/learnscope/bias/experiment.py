@@ -2,7 +2,7 @@
 
 :func:`run_experiment` builds the domain, target, learner(s) and meta-learner from the config, runs
 Algorithm 1 once (easiest / contrast) or once per function (series) for all seeds side by side (each seed's
-result is exactly what it would be alone), then :func:`evaluate` measures every found function on a fixed
+result is exactly what it would be alone), then :func:`measure_functions` measures every found function on a fixed
 evaluation set and checks it against simple baselines (``metrics["verdict"]``: ok, diverged or collapsed).
 A series checkpoints each finished function into ``checkpoint_dir`` (atomically) and resumes from there; a damaged
 checkpoint is a one-line :class:`~learnscope.errors.StoreError` that leaves the others in place.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from learnscope import rng
-from learnscope.bias import analysis
+from learnscope.bias import measures
 from learnscope.bias.config import ExperimentConfig
 from learnscope.bias.distances import SPREADS
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
@@ -247,7 +247,7 @@ def run_experiment(
                 _save_function(ckpt, res, digest, previous)
         result.functions.append(res)
     train_time = time.perf_counter() - t0
-    evaluate(result)
+    measure_functions(result)
     result.metrics["train_wall_time_s"] = train_time
     return result
 
@@ -296,12 +296,12 @@ def _split_metrics(domain: SplitDataset, values: np.ndarray) -> dict:
     if len(pair) != 2:
         return {}
     test = np.arange(len(values)) >= domain.n_pool
-    on_test = analysis.class_agreement(values[test], domain.labels[test], pair)
+    on_test = measures.class_agreement(values[test], domain.labels[test], pair)
     return {
         "agreement": on_test["agreement"],
         "class_labelled_1": on_test["class_labelled_1"],
-        "agreement_train_pool": analysis.class_agreement(values[~test], domain.labels[~test], pair)["agreement"],
-        "agreement_all": analysis.class_agreement(values, domain.labels, pair)["agreement"],
+        "agreement_train_pool": measures.class_agreement(values[~test], domain.labels[~test], pair)["agreement"],
+        "agreement_all": measures.class_agreement(values, domain.labels, pair)["agreement"],
     }
 
 
@@ -311,8 +311,8 @@ def _generalisation(
     """Few-shot error of a learner on a found function: fresh draws from the domain, or on a split dataset the
     learner trained on the pool and scored on the test set (``values``: the function on ``domain.points``)."""
     if isinstance(domain, SplitDataset):
-        return analysis.split_generalisation_error(learner, values, domain, n_tr, n_te, draws=draws, seed=seed)
-    return analysis.generalisation_error(learner, f, domain, n_tr, n_te, draws=draws, seed=seed)
+        return measures.split_generalisation_error(learner, values, domain, n_tr, n_te, draws=draws, seed=seed)
+    return measures.generalisation_error(learner, f, domain, n_tr, n_te, draws=draws, seed=seed)
 
 
 #: The split-dataset control (true-class and random balanced labellings) draws the tasks seed 0's evaluation draws.
@@ -323,10 +323,10 @@ def _split_control(
     learner: object, domain: SplitDataset, n_tr: int, n_te: int, draws: int, cache: dict[tuple[int, int], dict]
 ) -> dict:
     """The learner's few-shot error on the true-class labelling and on random balanced labellings
-    (:func:`~learnscope.bias.analysis.split_control_errors` with :data:`CONTROL_SEED`: the tasks of seed 0's
+    (:func:`~learnscope.bias.measures.split_control_errors` with :data:`CONTROL_SEED`: the tasks of seed 0's
     evaluation), once per ``(n_tr, n_te)``: the yardsticks for the found labellings' ``gen_mse``."""
     if (n_tr, n_te) not in cache:
-        cache[n_tr, n_te] = analysis.split_control_errors(learner, domain, n_tr, n_te, draws=draws,
+        cache[n_tr, n_te] = measures.split_control_errors(learner, domain, n_tr, n_te, draws=draws,
                                                           seed=CONTROL_SEED)
     return cache[n_tr, n_te]
 
@@ -349,16 +349,16 @@ def _measures(domain: Domain, points: np.ndarray, v: np.ndarray, f: Callable, an
     else:
         nan_w = [float("nan")] * points.shape[1]
         m |= {
-            "affine_r2": analysis.affine_r2(points, v, bias=True) if varies else float("nan"),
-            "linear_r2_no_bias": analysis.affine_r2(points, v, bias=False) if varies else float("nan"),
-            "linear_weights": analysis.linear_fit(points, v, bias=True)[0].tolist() if finite else nan_w,
+            "affine_r2": measures.affine_r2(points, v, bias=True) if varies else float("nan"),
+            "linear_r2_no_bias": measures.affine_r2(points, v, bias=False) if varies else float("nan"),
+            "linear_weights": measures.linear_fit(points, v, bias=True)[0].tolist() if finite else nan_w,
         }
     nonzero = finite and bool((v != 0).any())
     if isinstance(domain, Sphere):
-        e = analysis.harmonic_energy(f, domain.dim, an.max_degree, points=points) if nonzero else None
+        e = measures.harmonic_energy(f, domain.dim, an.max_degree, points=points) if nonzero else None
         m["degree_energy"] = e.tolist() if e is not None else [float("nan")] * (an.max_degree + 2)
     elif isinstance(domain, Circle):
-        e = analysis.fourier_energy(f, an.max_degree) if nonzero else None
+        e = measures.fourier_energy(f, an.max_degree) if nonzero else None
         m["frequency_energy"] = e.tolist() if e is not None else [float("nan")] * (an.max_degree + 2)
     return m
 
@@ -387,7 +387,7 @@ def _input_dependence(comp: Components, learner: object, res: SearchResult, per_
     |w_j| / ‖w‖₂ per seed and input. For a mushroom body with an over-connected input i, also ``overconnected_input``
     = i, ``share`` = |w_i| / ‖w‖₂ per seed, and ``paired``: the few-shot MSE of a random-wiring learner (the same
     learner with ``scheme = "random"``) minus that of the over-connected one, paired over the same tasks
-    (:func:`~learnscope.bias.analysis.paired_generalisation_difference`, ``analysis.gen_draws`` learners per seed,
+    (:func:`~learnscope.bias.measures.paired_generalisation_difference`, ``analysis.gen_draws`` learners per seed,
     the tasks of the seed's own evaluation), per seed and pooled over every seed's learners.
     """
     weights = np.array([m["linear_weights"] for m in per_seed], dtype=float)
@@ -404,7 +404,7 @@ def _input_dependence(comp: Components, learner: object, res: SearchResult, per_
     rows, diffs = [], []
     for k, m in enumerate(per_seed):
         f = res.function.for_seed(k)
-        p = analysis.paired_generalisation_difference(learner, random_learner, f, comp.domain, n_tr, n_te,
+        p = measures.paired_generalisation_difference(learner, random_learner, f, comp.domain, n_tr, n_te,
                                                       draws=draws, seed=m["seed"])
         diffs.append(p.pop("differences"))
         rows.append({"seed": m["seed"], "mean_difference": p["mean_difference"], "sem": p["sem"], "n": p["n"],
@@ -437,16 +437,16 @@ def _verdict(checks: dict[str, dict[str, dict]], warnings: list[str], notes: lis
         "notes": notes,
         "checks": checks,
         "thresholds": {
-            "collapse_std_fraction": analysis.COLLAPSE_STD_FRACTION,
-            "collapse_w2_fraction_of_zero_labels": analysis.COLLAPSE_W2_FRACTION,
-            "blowup_std_factor": analysis.BLOWUP_FACTOR,
-            "noise_roughness": analysis.NOISE_ROUGHNESS,
-            "baseline_sems": analysis.BASELINE_SEMS,
+            "collapse_std_fraction": measures.COLLAPSE_STD_FRACTION,
+            "collapse_w2_fraction_of_zero_labels": measures.COLLAPSE_W2_FRACTION,
+            "blowup_std_factor": measures.BLOWUP_FACTOR,
+            "noise_roughness": measures.NOISE_ROUGHNESS,
+            "baseline_sems": measures.BASELINE_SEMS,
         },
     }
 
 
-def evaluate(result: ExperimentResult) -> None:
+def measure_functions(result: ExperimentResult) -> None:
     """Fill ``result.metrics`` and ``result.arrays`` with measurements of every found function and seed.
 
     Per function and seed: label mean/std; affine and no-bias linear R² with the linear weights; harmonic
@@ -460,14 +460,14 @@ def evaluate(result: ExperimentResult) -> None:
     seeds of the run.
 
     ``metrics["verdict"]``: every labelling checked against simple baselines
-    (:func:`~learnscope.bias.analysis.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
+    (:func:`~learnscope.bias.measures.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
     functions and seeds), ``warnings`` (one line each: the result failed a check), ``notes`` (one line each: a later
     function of a series that the learner generalises worse than the mean predictor), ``checks[f"f{k}"][str(seed)]``
     the numbers compared, and the ``thresholds``.
 
     On a :class:`~learnscope.domains.SplitDataset` (e.g. MNIST 0/1) the evaluation set is the dataset itself (pool,
     then test set); linear fits in pixel space are not made (R² entries are NaN); the few-shot error trains on the
-    pool and scores the test set (:func:`~learnscope.bias.analysis.split_generalisation_error`); and for two classes
+    pool and scores the test set (:func:`~learnscope.bias.measures.split_generalisation_error`); and for two classes
     the agreement with the true class at threshold 0.5 is reported (``agreement`` on the held-out test set,
     ``class_labelled_1``, ``agreement_train_pool``, ``agreement_all``), with, per function, the learner's few-shot
     error on the true-class labelling and on random balanced labellings (``control``: ``class_labelling`` and
@@ -519,9 +519,9 @@ def evaluate(result: ExperimentResult) -> None:
                 m["compare"] = {label: (_generalisation(other, *gen_args) if usable else _NAN_GEN)["mse"]
                                 for label, other in compared.items()}
             per_seed.append(m)
-            baseline = (analysis.mean_predictor_mse(v, n_tr, test=is_test, pool_size=domain.n_pool) if split
-                        else analysis.mean_predictor_mse(v, n_tr)) if np.isfinite(v).all() else float("nan")
-            _, warns, nums = analysis.check_labelling(
+            baseline = (measures.mean_predictor_mse(v, n_tr, test=is_test, pool_size=domain.n_pool) if split
+                        else measures.mean_predictor_mse(v, n_tr)) if np.isfinite(v).all() else float("nan")
+            _, warns, nums = measures.check_labelling(
                 v, points, target, gen_mse=m["gen_mse"], gen_sem=m["gen_sem"], baseline_mse=baseline,
                 diverged_at=diverged_at[i], diverged_what=diverged_what[i], label=f"f{k + 1} seed {seed}",
                 baseline_warns=k == 0,
@@ -572,7 +572,7 @@ def evaluate(result: ExperimentResult) -> None:
     )
     if len(all_values) > 1:
         stacked = np.stack(all_values, axis=1)  # (S, k, n_eval)
-        overlaps = np.stack([analysis.overlap_matrix(stacked[i]) for i in range(S)])
+        overlaps = np.stack([measures.overlap_matrix(stacked[i]) for i in range(S)])
         result.arrays["overlap"] = overlaps
         off = overlaps[:, ~np.eye(len(all_values), dtype=bool)]
         result.metrics["overlap"] = {

@@ -35,7 +35,7 @@ from learnscope.domains import Domain
 from learnscope.errors import ConfigError, UnknownNameError, check_positive, check_positive_int
 
 DISTANCE_ON = ("test", "train+test", "union")
-OPTIMISERS = ("adagrad", "adam", "sgd")
+META_OPTIMISERS = ("adagrad", "adam", "sgd")
 CONTRAST_OBJECTIVES = ("difference", "log_ratio")
 ORTHOGONALITY = ("deflate", "normalised_penalty", "penalty")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -103,7 +103,7 @@ class SearchSettings:
         ):
             raise ConfigError(f"search.target_samples must be an integer >= 0, got {self.target_samples!r}")
         for name, valid in (
-            ("optimiser", OPTIMISERS),
+            ("optimiser", META_OPTIMISERS),
             ("distance", DISTANCES + SPREADS),
             ("distance_on", DISTANCE_ON),
             ("contrast_objective", CONTRAST_OBJECTIVES),

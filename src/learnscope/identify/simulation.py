@@ -50,7 +50,7 @@ class Diverged(Exception):
     """Training produced a non-finite loss or parameter."""
 
 
-def build_circuit(architecture: str, task: Task) -> Circuit:
+def circuit_for_architecture(architecture: str, task: Task) -> Circuit:
     """The circuit an architecture name describes, sized for the task's inputs and outputs."""
     return circuit_for(architecture, task.input_shape, task.n_out)
 
@@ -123,7 +123,7 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
     try:
         task = load_task(spec["task"], n_train=tr["n_train"], n_probe=tr["n_probe"],
                          image=spec["architecture"] == "cnn")
-        circuit = build_circuit(spec["architecture"], task)
+        circuit = circuit_for_architecture(spec["architecture"], task)
         rule = make_rule({"name": spec["rule"], "lr": spec["lr"], "weight_decay": tr["weight_decay"],
                           **spec["rule_params"]})
         conditions = [Condition(**c) for c in spec["conditions"]]

@@ -63,7 +63,7 @@ _CHECK_COLUMNS = {
     "mse_predict_mean": "MSE of predicting the mean",
     "diverged_at_step": "diverged at step",
 }
-"""Columns of the checks table (the numbers of :func:`learnscope.bias.analysis.check_labelling`), in order."""
+"""Columns of the checks table (the numbers of :func:`learnscope.bias.measures.check_labelling`), in order."""
 
 
 def _checks_details(verdict: Mapping) -> str:
@@ -126,7 +126,7 @@ def _split_rows(result: ExperimentResult) -> tuple[list[str], list[list]]:
 
 def _control_table(result: ExperimentResult) -> list[str]:
     """Few-shot error of the learner on each found labelling beside its true-class and random balanced labellings
-    (``control`` of :func:`~learnscope.bias.experiment.evaluate`), with standard errors over the draws."""
+    (``control`` of :func:`~learnscope.bias.experiment.measure_functions`), with standard errors over the draws."""
     rows = []
     for fn in result.metrics["functions"]:
         control = fn.get("control")

@@ -1,4 +1,4 @@
-"""Tests of learnscope.bias.analysis against closed forms, scipy and scikit-learn."""
+"""Tests of learnscope.bias.measures against closed forms, scipy and scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from scipy.integrate import quad
 from sklearn.linear_model import LinearRegression
 
-from learnscope.bias.analysis import (
+from learnscope.bias.measures import (
     affine_r2,
     fibonacci_sphere,
     fourier_energy,
