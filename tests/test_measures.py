@@ -11,12 +11,13 @@ import torch
 from scipy.integrate import quad
 from sklearn.linear_model import LinearRegression
 
+from learnscope import spherical
+from learnscope.bias import measures
 from learnscope.bias.measures import (
     affine_r2,
     fibonacci_sphere,
     fourier_energy,
     generalisation_error,
-    harmonic_dimension,
     harmonic_energy,
     linear_fit,
     mean_products,
@@ -48,17 +49,6 @@ def _theta(x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ points
-def test_fibonacci_lattice_is_an_equal_weight_quadrature():
-    x = LATTICE
-    assert x.shape == (20000, 3)
-    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-12)
-    # uniform measure on S²: E[x_i] = 0, E[x_i²] = 1/3, E[x_i⁴] = 1/5, E[x² y²] = 1/15
-    np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose((x**2).mean(axis=0), 1 / 3, atol=1e-4)
-    np.testing.assert_allclose((x**4).mean(axis=0), 1 / 5, atol=1e-4)
-    assert abs((x[:, 0] ** 2 * x[:, 1] ** 2).mean() - 1 / 15) < 1e-4
-
-
 def test_sphere_points_lattice_for_s2_and_seeded_random_otherwise():
     np.testing.assert_array_equal(sphere_points(3, 500, seed=4), fibonacci_sphere(500))
     a, b, c = sphere_points(5, 3000, seed=1), sphere_points(5, 3000, seed=1), sphere_points(5, 3000, seed=2)
@@ -71,26 +61,12 @@ def test_sphere_points_lattice_for_s2_and_seeded_random_otherwise():
 
 
 # --------------------------------------------------------------------------------------------- harmonics
-def test_harmonic_dimension_closed_forms():
-    for l in range(10):
-        assert harmonic_dimension(3, l) == 2 * l + 1
-    # N(d, l) = (2l + d − 2)(l + d − 3)! / (l! (d − 2)!) for l ≥ 1; d = 5: (2l + 3)(l + 2)(l + 1)/6
-    assert [harmonic_dimension(5, l) for l in range(6)] == [1, 5, 14, 30, 55, 91]
-    for d in (4, 5, 7, 10):
-        for l in range(1, 7):
-            expected = (
-                (2 * l + d - 2) * math.factorial(l + d - 3) // (math.factorial(l) * math.factorial(d - 2))
-            )
-            assert harmonic_dimension(d, l) == expected
-    assert [harmonic_dimension(2, l) for l in range(4)] == [1, 2, 2, 2]
-
-
-def test_real_spherical_harmonics_orthonormal_on_lattice():
-    y, labels = real_spherical_harmonics(6, LATTICE)
-    assert y.shape == (20000, 49)
-    assert labels[:4] == [(0, 0), (1, -1), (1, 0), (1, 1)] and labels[-1] == (6, 6)
-    gram = y.T @ y / y.shape[0]
-    np.testing.assert_allclose(gram, np.eye(49), atol=1e-4)
+def test_spherical_math_is_spherical_modules_not_a_copy():
+    """measures re-exports learnscope.spherical (tested in test_spherical.py) instead of keeping its own copies."""
+    for name in ("fibonacci_sphere", "harmonic_dimension", "real_spherical_harmonics"):
+        assert getattr(measures, name) is getattr(spherical, name), name
+    for gone in ("_unit_points", "_degree_basis", "_zonal", "_OVERSAMPLE", "_check_int_ge"):
+        assert not hasattr(measures, gone), gone
 
 
 def test_real_spherical_harmonics_low_degrees_closed_form():
@@ -383,11 +359,7 @@ def test_errors():
     with pytest.raises(ConfigError):
         harmonic_energy(lambda x: np.zeros(len(x)), d=3, max_degree=1, n_points=200)
     with pytest.raises(ConfigError):
-        harmonic_dimension(1, 2)
-    with pytest.raises(ConfigError):
         fourier_energy(lambda x: x[:, 0], max_freq=8, n_points=10)
-    with pytest.raises(ShapeError):
-        real_spherical_harmonics(2, sphere_points(5, 10))
     with pytest.raises(ShapeError):
         affine_r2(np.ones((5, 2)), np.ones(4))
     with pytest.raises(ConfigError):

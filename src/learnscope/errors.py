@@ -61,20 +61,3 @@ def nearest_name(name: str, valid: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
     return matches[0] if matches else None
 
-
-# The checks moved to learnscope.validation. Until every importer says ``from learnscope.validation import …``
-# (bias/ and spherical.py are being edited elsewhere), the old names resolve lazily (a module import here would be
-# circular: validation imports this module). Delete this once `grep -rn "errors import.*check_" src` is empty.
-_MOVED = {"check_positive_int", "check_positive", "split_spec"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from learnscope import validation
-
-        return getattr(validation, name)
-    if name == "check_parameters":  # the old name of validation.check_keys
-        from learnscope.validation import check_keys
-
-        return check_keys
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

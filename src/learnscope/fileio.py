@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from learnscope.errors import EnvironmentFailure, StoreError
+from learnscope.errors import StoreError
 
 MARKER = ".learnscope-run"
 """Name of the JSON file that marks a directory as written by learnscope: ``{"kind": ..., "version": 1}``."""
@@ -151,12 +151,28 @@ def check_output_dir(out: Path, force: bool) -> None:
         if not written_by_learnscope(out):
             raise StoreError(f"--out {shown(out)} was not written by learnscope (no {MARKER} marker); refusing to "
                              "replace it — choose another --out or remove it yourself")
-    probe = resolved.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise EnvironmentFailure(f"cannot write to {shown(probe)} (needed for --out {shown(out)}); check the "
-                                 "permissions, or choose another --out")
+    check_writable(existing_ancestor(resolved))
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest ancestor of ``path`` that exists."""
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def check_writable(directory: Path) -> None:
+    """Raise an ``OSError`` (an environment failure: exit 1) if files cannot be created in ``directory``: a
+    read-only filesystem (``EROFS``) or missing permissions (``EACCES``)."""
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    if read_only:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(directory))
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
 
 
 def staging_path(out: Path) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from learnscope.errors import ConfigError
+from learnscope.validation import check_scalar
 
 __all__ = [
     "CONV1D_ORDER_OFFSET_OF_FIRST_RELEASE",
@@ -68,15 +69,10 @@ FEW_SHOT_LEARNER = "few_shot_learner"
 #: ``bias.measures.harmonic_energy`` and the random balanced labellings of ``bias.measures.split_control_errors``.
 ZONAL_CENTRES = 1
 RANDOM_BALANCED_LABELS = 1
+_KEY = "a key of a random stream"  # the hint in the message of a bad seed, purpose code, index or offset
 
 
 # ------------------------------------------------------------------------------------------ general forms
-def _check_key(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"{name} of a random stream must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
 def _purpose_words(purpose: str) -> list[int]:
     """A string purpose as entropy: the first 16 bytes of its UTF-8 SHA-256 as four little-endian 32-bit words."""
     digest = hashlib.sha256(purpose.encode("utf-8")).digest()[:16]
@@ -85,14 +81,14 @@ def _purpose_words(purpose: str) -> list[int]:
 
 def entropy(seed: int, purpose: Purpose, *index: int) -> list[int]:
     """The entropy ``[seed, purpose (code or four words), *index]`` of a stream (all integers >= 0)."""
-    head = [_check_key("seed", seed)]
+    head = [check_scalar("seed", seed, int, low=0, note=_KEY)]
     if isinstance(purpose, str):
         if not purpose:
             raise ConfigError("the purpose of a random stream must be a non-empty string or an integer code")
         head += _purpose_words(purpose)
     else:
-        head.append(_check_key("purpose", purpose))
-    return head + [_check_key("index", i) for i in index]
+        head.append(check_scalar("purpose", purpose, int, low=0, note=_KEY))
+    return head + [check_scalar("index", i, int, low=0, note=_KEY) for i in index]
 
 
 def seed_sequence(seed: int, purpose: Purpose, *index: int) -> np.random.SeedSequence:
@@ -134,7 +130,7 @@ def meta_generator(seed: int, stream: int, function_index: int = 0) -> torch.Gen
     """
     if stream == META_REFERENCE and function_index:
         raise ConfigError("the reference stream is shared by every function of a series; pass function_index=0")
-    k = _check_key("function_index", function_index)
+    k = check_scalar("function_index", function_index, int, low=0, note=_KEY)
     return torch_generator(seed, stream + SERIES_STREAM_STRIDE_OF_FIRST_RELEASE * k)
 
 
@@ -181,4 +177,6 @@ GRADAVG_OUTPUT_OFFSET_OF_ORIGINAL_CODE = 1
 def offset_torch_generator(seed: int, offset: int = 0) -> torch.Generator:
     """``torch.Generator().manual_seed(seed + offset)``: the plain-offset recipe of the first release (use a named
     offset such as :data:`CONV1D_ORDER_OFFSET_OF_FIRST_RELEASE`; new code should use :func:`torch_generator`)."""
-    return torch.Generator().manual_seed(_check_key("seed", seed) + _check_key("offset", offset))
+    seed = check_scalar("seed", seed, int, low=0, note=_KEY)
+    offset = check_scalar("offset", offset, int, low=0, note=_KEY)
+    return torch.Generator().manual_seed(seed + offset)

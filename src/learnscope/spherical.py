@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnscope.errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, NonFiniteError, ShapeError
+from learnscope.validation import check_positive_int, check_scalar
 
 __all__ = [
     "GOLDEN_ANGLE",
@@ -50,12 +51,6 @@ _OVERSAMPLE = 0.25
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _int_at_least(name: str, value: object, low: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}{why}, got {value!r}")
-    return int(value)
-
-
 def check_on_sphere(name: str, points: Any, d: int | None = None) -> np.ndarray:
     """``points`` as a float64 array ``(N, d)`` of unit vectors, or a one-line :class:`LearnscopeError`.
 
@@ -108,8 +103,8 @@ def harmonic_dimension(d: int, l: int) -> int:
     (homogeneous polynomials of degree l minus those of degree l − 2); N(3, l) = 2l + 1, N(2, l≥1) = 2,
     N(4, l) = (l + 1)². ``d ≥ 2``, ``l ≥ 0``; returns a Python int.
     """
-    d = _int_at_least("d", d, 2)
-    l = _int_at_least("l", l, 0)
+    d = check_scalar("d", d, int, low=2)
+    l = check_scalar("l", l, int, low=0)
     return math.comb(l + d - 1, l) - (math.comb(l + d - 3, l - 2) if l >= 2 else 0)
 
 
@@ -185,7 +180,7 @@ def real_spherical_harmonics(l_max: int, points: Any) -> tuple[np.ndarray, list[
     """
     import scipy.special as sps
 
-    l_max = _int_at_least("l_max", l_max, 0)
+    l_max = check_scalar("l_max", l_max, int, low=0)
     x = check_on_sphere("points", points, 3)
     labels = [(l, m) for l in range(l_max + 1) for m in range(-l, l + 1)]
     ls = np.array([lm[0] for lm in labels])
@@ -223,8 +218,8 @@ def funk_hecke_eigenvalues(
     profile : vectorised θ ↦ k(cos θ) on ``(nodes,)`` angles in (0, π); d : ≥ 2; max_degree : L ≥ 0.
     Returns a float64 array of shape ``(L + 1,)``.
     """
-    d = _int_at_least("d", d, 2, " (the sphere S^(d-1) in R^d)")
-    max_degree = _int_at_least("max_degree", max_degree, 0)
+    d = check_scalar("d", d, int, low=2, note="the sphere S^(d-1) in R^d")
+    max_degree = check_scalar("max_degree", max_degree, int, low=0)
     nodes = check_positive_int("nodes", nodes)
     if not callable(profile):
         raise ConfigError(f"profile must be a callable θ -> k(cos θ), got {type(profile).__name__}")

@@ -27,7 +27,8 @@ from typing import Any
 
 from learnscope.bias.search import SearchSettings
 from learnscope.bundled import resolve_config_path
-from learnscope.errors import ConfigError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
 
 KINDS = ("easiest", "series", "contrast")
 SECTIONS = ("run", "domain", "target", "learner", "learner_b", "meta", "search", "series", "analysis")
@@ -36,6 +37,11 @@ META_KINDS = ("mlp", "cnn")
 #: [meta] keys of each meta-learner kind (``kind`` itself defaults to "mlp").
 META_KIND_KEYS = {"mlp": ("hidden", "layers", "cos", "tied"), "cnn": ("channels", "kernel", "output")}
 META_KEYS = ("kind", *META_KIND_KEYS["mlp"], *META_KIND_KEYS["cnn"])
+#: The numeric [analysis] keys and their allowed ranges.
+ANALYSIS_CONSTRAINTS = {
+    **{k: Interval(int, 1) for k in ("n_eval", "gen_draws")},
+    **{k: Interval(int, 0) for k in ("max_degree", "gen_n_train", "gen_n_test")},
+}
 
 
 @dataclass
@@ -59,12 +65,7 @@ class AnalysisSettings:
     compare: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        check_positive_int("analysis.n_eval", self.n_eval)
-        check_positive_int("analysis.gen_draws", self.gen_draws)
-        for name in ("max_degree", "gen_n_train", "gen_n_test"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"analysis.{name} must be an integer >= 0, got {v!r}")
+        check_constraints(vars(self), ANALYSIS_CONSTRAINTS, prefix="analysis.")
         if not isinstance(self.compare, list) or not all(isinstance(c, dict) for c in self.compare):
             raise ConfigError("analysis.compare must be a list of learner tables ([[analysis.compare]])")
 
@@ -122,12 +123,6 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _check_keys(table: dict, valid: tuple[str, ...] | list[str], where: str) -> None:
-    for key in table:
-        if key not in valid:
-            raise UnknownNameError(f"key in [{where}]", key, valid)
-
-
 def _table(raw: dict, name: str, required: bool = False) -> dict:
     value = raw.get(name)
     if value is None:
@@ -141,7 +136,7 @@ def _table(raw: dict, name: str, required: bool = False) -> dict:
 
 def _settings(table: dict, base: SearchSettings | None, where: str) -> SearchSettings:
     valid = [f.name for f in fields(SearchSettings)]
-    _check_keys(table, valid, where)
+    check_keys(table, valid, f"key in [{where}]")
     merged = asdict(base) if base is not None else {}
     merged.update(table)
     try:
@@ -154,21 +149,19 @@ def parse_config(raw: dict) -> ExperimentConfig:
     """Validate a config dictionary (as read from TOML) and return an :class:`ExperimentConfig`."""
     if not isinstance(raw, dict):
         raise ConfigError("a config is a TOML document of tables")
-    _check_keys(raw, SECTIONS, "config (top-level table)")
+    check_keys(raw, SECTIONS, "key in [config (top-level table)]")
     run = _table(raw, "run")
-    _check_keys(run, RUN_KEYS, "run")
+    check_keys(run, RUN_KEYS, "key in [run]")
     kind = run.get("kind", "easiest")
     if kind not in KINDS:
         raise UnknownNameError("run.kind", kind, KINDS)
     seeds = run.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
-    ):
+    if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"run.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    for i, s in enumerate(seeds):
+        check_scalar(f"run.seeds[{i}]", s, int, low=0)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"run.seeds has duplicates: {seeds}")
 
@@ -183,7 +176,7 @@ def parse_config(raw: dict) -> ExperimentConfig:
         raise ConfigError(f"[learner_b] is only used by run.kind = 'contrast', not {kind!r}")
     target = _table(raw, "target") or {"name": "uniform"}
     meta = _table(raw, "meta")
-    _check_keys(meta, META_KEYS, "meta")
+    check_keys(meta, META_KEYS, "key in [meta]")
     meta_kind = meta.get("kind", "mlp")
     if meta_kind not in META_KINDS:
         raise UnknownNameError("meta.kind", str(meta_kind), META_KINDS)
@@ -209,7 +202,7 @@ def parse_config(raw: dict) -> ExperimentConfig:
             raise ConfigError(f"[[series]] tables are only used by run.kind = 'series', not {kind!r}")
         series = []
     analysis_t = _table(raw, "analysis")
-    _check_keys(analysis_t, [f.name for f in fields(AnalysisSettings)], "analysis")
+    check_keys(analysis_t, [f.name for f in fields(AnalysisSettings)], "key in [analysis]")
     analysis = AnalysisSettings(**analysis_t)
     return ExperimentConfig(
         kind=kind,

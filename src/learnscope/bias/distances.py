@@ -25,9 +25,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from learnscope._validate import check_finite
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.targets import Target, make_target, unit_interval_rule
+from learnscope.validation import check_finite, check_positive, check_positive_int
 
 DISTANCES = ("w2", "sinkhorn", "energy", "geomloss_sinkhorn")
 #: Spread terms: L_d from the labels alone, with no target distribution (:func:`neg_std`, Fig 6).

@@ -5,9 +5,10 @@ Everything here is plain numpy (torch tensors are accepted and converted to floa
 
 * Sphere quadrature: :func:`fibonacci_sphere` (near-equal-area lattice on S², an equal-weight quadrature) and
   :func:`sphere_points` (that lattice for d = 3, seeded uniform points otherwise).
-* Harmonic content: :func:`harmonic_dimension`, :func:`harmonic_energy` (fraction of ‖f‖² per harmonic
-  degree on any S^{d−1}), :func:`real_spherical_harmonics` (orthonormal basis on S²) and
-  :func:`fourier_energy` (per-frequency energy on the circle).
+* Harmonic content: :func:`harmonic_energy` (fraction of ‖f‖² per harmonic degree on any S^{d−1}) and
+  :func:`fourier_energy` (per-frequency energy on the circle). The spherical math they rest on
+  (:func:`fibonacci_sphere`, :func:`harmonic_dimension`, :func:`real_spherical_harmonics`, the zonal bases)
+  lives in :mod:`learnscope.spherical` and is re-exported here.
 * Linear structure: :func:`affine_r2`, :func:`linear_fit`.
 * Series of functions: :func:`overlap_matrix` (cosine overlaps) and :func:`mean_products` (the authors'
   raw measure).
@@ -29,16 +30,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from math import comb
 from typing import Any
 
 import numpy as np
-import scipy.special as sps
 import torch
 
 from learnscope import rng
-from learnscope.domains import fibonacci_sphere
-from learnscope.errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
+from learnscope.errors import ConfigError, NonFiniteError, ShapeError
+from learnscope.spherical import (
+    check_on_sphere,
+    fibonacci_sphere,
+    harmonic_dimension,
+    real_spherical_harmonics,
+    zonal_basis,
+)
+from learnscope.validation import check_positive_int, check_scalar
 
 __all__ = [
     "affine_r2",
@@ -63,11 +69,6 @@ __all__ = [
     "split_generalisation_error",
 ]
 
-# Zonal centres per degree = N(d, l) + oversampling; with ~25 % extra centres the zonal design on
-# 20 000 points has condition number ≲ 25 on its top-N(d, l) singular values (vs up to 1e4 with exactly
-# N(d, l) centres), while the rank gap below them stays at machine precision.
-_OVERSAMPLE = 0.25
-
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _as_array(name: str, a: Any) -> np.ndarray:
@@ -84,12 +85,6 @@ def _as_array(name: str, a: Any) -> np.ndarray:
     return arr
 
 
-def _check_int_ge(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _eval_f(f: Callable, x: np.ndarray, name: str = "f") -> np.ndarray:
     """Evaluate ``f`` on ``(N, d)`` points; the result must have N finite values, shape (N,) or (N, 1)."""
     if not callable(f):
@@ -103,19 +98,6 @@ def _eval_f(f: Callable, x: np.ndarray, name: str = "f") -> np.ndarray:
     return vals
 
 
-def _unit_points(name: str, points: Any, d: int | None = None) -> np.ndarray:
-    x = _as_array(name, points)
-    if x.ndim != 2 or (d is not None and x.shape[1] != d):
-        want = "(N, d)" if d is None else f"(N, {d})"
-        raise ShapeError(f"{name} must have shape {want}, got {x.shape}")
-    norms = np.linalg.norm(x, axis=1)
-    if np.abs(norms - 1.0).max(initial=0.0) > 1e-6:
-        raise ConfigError(
-            f"{name} must lie on the unit sphere (max |‖x‖ − 1| = {np.abs(norms - 1).max():.2e})"
-        )
-    return x
-
-
 # ----------------------------------------------------------------------------------------------- points
 def sphere_points(d: int, n: int, seed: int = 0) -> np.ndarray:
     """``n`` well-spread points on S^{d−1} ⊂ R^d: shape ``(n, d)``.
@@ -123,7 +105,7 @@ def sphere_points(d: int, n: int, seed: int = 0) -> np.ndarray:
     For ``d == 3`` the Fibonacci lattice (``seed`` is ignored); otherwise ``n`` uniform random points
     g/‖g‖, g ~ N(0, I_d), drawn from ``np.random.default_rng(seed)``.
     """
-    d = _check_int_ge("d", d, 2)
+    d = check_scalar("d", d, int, low=2)
     check_positive_int("n", n)
     if d == 3:
         return fibonacci_sphere(n)
@@ -132,57 +114,6 @@ def sphere_points(d: int, n: int, seed: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ harmonic energies
-def harmonic_dimension(d: int, l: int) -> int:
-    """Dimension N(d, l) of the space of degree-``l`` spherical harmonics on S^{d−1} ⊂ R^d.
-
-    .. math:: N(d, l) = \\binom{l + d - 1}{l} - \\binom{l + d - 3}{l - 2}
-
-    (homogeneous polynomials of degree l minus those of degree l − 2); N(3, l) = 2l + 1, N(2, l≥1) = 2.
-    """
-    d = _check_int_ge("d", d, 2)
-    l = _check_int_ge("l", l, 0)
-    return comb(l + d - 1, l) - (comb(l + d - 3, l - 2) if l >= 2 else 0)
-
-
-def _zonal(d: int, l: int, t: np.ndarray) -> np.ndarray:
-    """Zonal degree-l profile on S^{d−1}: Gegenbauer C_l^{((d−2)/2)}(t), Chebyshev T_l(t) for d = 2."""
-    if d == 2:
-        return sps.eval_chebyt(l, t)
-    return sps.eval_gegenbauer(l, (d - 2) / 2.0, t)
-
-
-def _degree_basis(x: np.ndarray, l: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Basis of the degree-l harmonics on the rows of ``x`` and the exact L² Gram of its columns.
-
-    Returns ``q`` of shape ``(N, N(d, l))``, orthonormal in the Euclidean sense on the points, and ``m`` of
-    shape ``(N(d, l), N(d, l))`` with ``c @ m @ c`` = ∫ (q c)² dσ, the mean square of the component q c
-    under the uniform probability measure (exact, not a sum over the points).
-
-    The degree-l space is spanned by zonal functions C_l(x·p_j) around generic centres p_j; we take
-    N(d, l) plus ~25 % extra random centres and keep the top N(d, l) left singular vectors of that design.
-    By the reproducing property of the zonal kernel N(d, l) C_l(x·y)/C_l(1),
-
-    .. math:: \\int C_l(x\\cdot p)\\,C_l(x\\cdot q)\\,d\\sigma(x) = \\frac{C_l(1)\\,C_l(p\\cdot q)}{N(d, l)},
-
-    which gives ``m`` from the change of basis q = Z D⁻¹ V S⁻¹ (Z the zonal design, D its column norms).
-    """
-    n, d = x.shape
-    dim = harmonic_dimension(d, l)
-    if l == 0:
-        return np.full((n, 1), 1.0 / math.sqrt(n)), np.full((1, 1), 1.0 / n)
-    k = dim + max(2, math.ceil(_OVERSAMPLE * dim))
-    p = rng.standard_normal((k, d))
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-    z = _zonal(d, l, np.clip(x @ p.T, -1.0, 1.0))
-    norms = np.linalg.norm(z, axis=0)
-    u, s, vt = np.linalg.svd(z / norms, full_matrices=False)
-    b = vt[:dim].T / s[:dim] / norms[:, None]  # q = z @ b, shape (k, dim)
-    c1 = float(_zonal(d, l, np.ones(1))[0])
-    gram = c1 * _zonal(d, l, np.clip(p @ p.T, -1.0, 1.0)) / dim
-    m = b.T @ gram @ b
-    return u[:, :dim], (m + m.T) / 2
-
-
 def harmonic_energy(
     f: Callable[[np.ndarray], np.ndarray],
     d: int,
@@ -206,8 +137,8 @@ def harmonic_energy(
               e_{>L} = \\frac{\\|r\\|^2}{\\sum_k \\|Q_k c_k\\|^2 + \\|r\\|^2}.
 
     ‖Q_l c_l‖² is the *exact* uniform-measure mean square of the fitted degree-l component (from the
-    closed-form L² Gram of zonal functions, see ``_degree_basis``), ‖r‖² the mean square of the residual
-    over the points. Hence a function of degree ≤ max_degree gets its exact fractions on any point set
+    closed-form L² Gram of zonal functions, see :func:`~learnscope.spherical.zonal_basis`), ‖r‖² the mean square of
+    the residual over the points. Hence a function of degree ≤ max_degree gets its exact fractions on any point set
     (random points included, no Monte-Carlo error); otherwise the denominator equals ‖f‖² up to quadrature
     error (≈1e-6 relative on the 20 000-point lattice, Monte-Carlo size with random points), and energy
     above max_degree that the points cannot resolve aliases into lower degrees, as with any finite point set.
@@ -215,13 +146,13 @@ def harmonic_energy(
     Needs ``n_points ≥ 2 P`` with P = Σ_{l ≤ max_degree} N(d, l) basis functions. Cost: one SVD of an
     ``(n_points, ~1.25 N(d, l))`` matrix per degree plus one least-squares solve with P columns.
     """
-    d = _check_int_ge("d", d, 2)
-    max_degree = _check_int_ge("max_degree", max_degree, 0)
+    d = check_scalar("d", d, int, low=2)
+    max_degree = check_scalar("max_degree", max_degree, int, low=0)
     if points is None:
         check_positive_int("n_points", n_points)
         x = sphere_points(d, n_points, seed)
     else:
-        x = _unit_points("points", points, d)
+        x = check_on_sphere("points", points, d)
     n_basis = sum(harmonic_dimension(d, l) for l in range(max_degree + 1))
     if x.shape[0] < 2 * n_basis:
         raise ConfigError(
@@ -230,7 +161,7 @@ def harmonic_energy(
         )
     vals = _eval_f(f, x)
     centres = rng.numpy_rng(int(seed), rng.ZONAL_CENTRES)  # the first release's default_rng([seed, 1])
-    blocks = [_degree_basis(x, l, centres) for l in range(max_degree + 1)]
+    blocks = [zonal_basis(x, l, centres) for l in range(max_degree + 1)]
     design = np.concatenate([q for q, _ in blocks], axis=1)
     coef, *_ = np.linalg.lstsq(design, vals, rcond=None)
     parts, start = [], 0
@@ -247,36 +178,6 @@ def harmonic_energy(
     return energy / total
 
 
-def real_spherical_harmonics(l_max: int, points: Any) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Real spherical harmonics of degree ≤ ``l_max`` on S²: values ``(N, (l_max + 1)²)`` and (l, m) labels.
-
-    Orthonormal w.r.t. the uniform probability measure (mean of Y² over the sphere = 1), built from
-    ``scipy.special.sph_harm_y(l, m, polar, azimuth)`` with polar = arccos z, azimuth = atan2(y, x):
-
-    .. math:: Y_{l0} = \\sqrt{4\\pi}\\,Y_l^0,\\quad
-              Y_{lm} = \\sqrt{8\\pi}\\,(-1)^m\\,\\mathrm{Re}\\,Y_l^{m}\\ (m > 0),\\quad
-              Y_{lm} = \\sqrt{8\\pi}\\,(-1)^m\\,\\mathrm{Im}\\,Y_l^{|m|}\\ (m < 0).
-
-    Columns are ordered l = 0, 1, …, and within a degree m = −l, …, l. ``points`` is ``(N, 3)`` on the unit
-    sphere.
-    """
-    l_max = _check_int_ge("l_max", l_max, 0)
-    x = _unit_points("points", points, 3)
-    labels = [(l, m) for l in range(l_max + 1) for m in range(-l, l + 1)]
-    ls = np.array([lm[0] for lm in labels])
-    ms = np.array([lm[1] for lm in labels])
-    polar = np.arccos(np.clip(x[:, 2], -1.0, 1.0))[:, None]
-    azimuth = np.arctan2(x[:, 1], x[:, 0])[:, None]
-    y = sps.sph_harm_y(ls[None, :], np.abs(ms)[None, :], polar, azimuth)
-    sign = np.where(ms % 2 == 0, 1.0, -1.0)
-    out = np.where(
-        ms == 0,
-        math.sqrt(4 * math.pi) * y.real,
-        math.sqrt(8 * math.pi) * sign * np.where(ms > 0, y.real, y.imag),
-    )
-    return out, labels
-
-
 def fourier_energy(
     f: Callable[[np.ndarray], np.ndarray], max_freq: int = 8, n_points: int = 4096
 ) -> np.ndarray:
@@ -287,7 +188,7 @@ def fourier_energy(
     2|F_k|²/n² for 0 < k < n/2 (|F_{n/2}|²/n² at the Nyquist frequency). Frequencies ≥ n/2 alias into lower
     ones, so n_points should exceed twice the highest frequency present; it must be > 2·max_freq + 1.
     """
-    max_freq = _check_int_ge("max_freq", max_freq, 0)
+    max_freq = check_scalar("max_freq", max_freq, int, low=0)
     check_positive_int("n_points", n_points)
     if n_points < 2 * max_freq + 2:
         raise ConfigError(

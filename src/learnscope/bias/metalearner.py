@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from learnscope.circuits.base import default_uniform_init
-from learnscope.errors import ConfigError, ShapeError, UnknownNameError, check_positive_int
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.validation import check_positive_int
 
 
 def _stacked_init(shapes: list[tuple[tuple[int, ...], int]], generators: Sequence[torch.Generator],

@@ -18,7 +18,6 @@ seeds and run them side by side in one loop, each seed on its own tensors and ra
 from __future__ import annotations
 
 import copy
-import math
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -32,7 +31,8 @@ from learnscope import rng
 from learnscope.bias.distances import DISTANCES, SPREADS, make_distance
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.domains import Domain
-from learnscope.errors import ConfigError, UnknownNameError, check_positive, check_positive_int
+from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.validation import Interval, check_constraints
 
 DISTANCE_ON = ("test", "train+test", "union")
 META_OPTIMISERS = ("adagrad", "adam", "sgd")
@@ -40,6 +40,13 @@ CONTRAST_OBJECTIVES = ("difference", "log_ratio")
 ORTHOGONALITY = ("deflate", "normalised_penalty", "penalty")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SEED_BATCHING = ("exact", "batched")
+#: The numeric [search] keys and their allowed ranges (checked by :func:`~learnscope.validation.check_constraints`).
+SEARCH_CONSTRAINTS = {
+    **{k: Interval(int, 1) for k in ("steps", "n_train", "n_test", "learners_per_step", "n_reference")},
+    "lr": Interval(float, 0, closed="neither"),
+    **{k: Interval(float, 0) for k in ("alpha_g", "alpha_d", "alpha_o")},
+    "target_samples": Interval(int, 0),
+}
 
 
 @dataclass
@@ -89,19 +96,7 @@ class SearchSettings:
     seed_batching: str = "exact"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "n_train", "n_test", "learners_per_step", "n_reference"):
-            check_positive_int(f"search.{name}", getattr(self, name))
-        check_positive("search.lr", self.lr)
-        for name in ("alpha_g", "alpha_d", "alpha_o"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
-                raise ConfigError(f"search.{name} must be a non-negative number, got {v!r}")
-        if (
-            isinstance(self.target_samples, bool)
-            or not isinstance(self.target_samples, int)
-            or self.target_samples < 0
-        ):
-            raise ConfigError(f"search.target_samples must be an integer >= 0, got {self.target_samples!r}")
+        check_constraints(vars(self), SEARCH_CONSTRAINTS, prefix="search.")
         for name, valid in (
             ("optimiser", META_OPTIMISERS),
             ("distance", DISTANCES + SPREADS),

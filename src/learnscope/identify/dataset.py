@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from learnscope.circuits.base import GROUPS
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, StoreError, UnknownNameError
 from learnscope.identify.observables import ALL_OBS, OBS_CLASSES
 from learnscope.identify.store import Store
 from learnscope.validation import check_scalar
 
-GROUPS: tuple[str, ...] = ("early", "middle", "deep")
 META_COLUMNS: tuple[str, ...] = (
     "network_id", "task", "architecture", "rule", "batch_size", "seed", "layer", "group", "lr", "layer_index",
 )

@@ -27,7 +27,6 @@ Per-network probabilities are the mean of the network's per-layer probabilities.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, StoreError
-from learnscope.fileio import atomic_save, shown
+from learnscope.fileio import atomic_save, check_writable, existing_ancestor, shown
 from learnscope.identify.classifiers import estimator_input, make_classifier
 from learnscope.identify.dataset import GROUPS, TrajectoryDataset
 from learnscope.identify.observables import ALL_OBS
@@ -60,26 +59,6 @@ def _features(X: np.ndarray, X_cat: np.ndarray, layout: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------------
 # output files: checked before any work, written atomically
-
-
-def _existing_ancestor(path: Path) -> Path:
-    """The nearest ancestor of ``path`` (as typed) that exists."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return parent
-
-
-def _check_writable(directory: Path) -> None:
-    """Raise an ``OSError`` (an environment failure, exit 1) if files cannot be created in ``directory``."""
-    try:
-        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        read_only = False
-    if read_only:
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(directory))
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
 
 
 _JOBLIB_MAGIC = (b"\x80", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda",
@@ -129,7 +108,7 @@ def check_model_out(out: str | Path, force: bool = False) -> None:
     if out.is_dir():
         raise StoreError(f"--out {shown(out)} is a directory; name the model file to write, e.g. "
                          f"{shown(out / 'model.joblib')}")
-    parent = _existing_ancestor(out)
+    parent = existing_ancestor(out)
     if not parent.is_dir():
         raise StoreError(f"--out {shown(out)}: {shown(parent)} is a file, not a directory")
     if out.exists() or out.is_symlink():
@@ -139,7 +118,7 @@ def check_model_out(out: str | Path, force: bool = False) -> None:
         if not _replaceable_model(out):
             raise StoreError(f"--out {shown(out)} exists and is not a learnscope model; --force replaces only a "
                              "model file — choose another --out, or remove it yourself")
-    _check_writable(parent)
+    check_writable(parent)
 
 
 def check_table_out(out: str | Path, protect: dict[str, str | Path] | None = None) -> None:
@@ -155,7 +134,7 @@ def check_table_out(out: str | Path, protect: dict[str, str | Path] | None = Non
                           f"{shown(out / 'probabilities.csv')}")
     parent = out.parent
     if not parent.exists():
-        anc = _existing_ancestor(out)
+        anc = existing_ancestor(out)
         if not anc.is_dir():
             raise ConfigError(f"--out {shown(out)}: {shown(anc)} is a file, not a directory")
         raise ConfigError(f"--out {shown(out)}: the directory {shown(parent)} does not exist; create it first or "
@@ -166,7 +145,7 @@ def check_table_out(out: str | Path, protect: dict[str, str | Path] | None = Non
         for what, path in (protect or {}).items():
             if Path(path).exists() and os.path.samefile(out, path):
                 raise ConfigError(f"--out {shown(out)} is the {what} file; choose another --out")
-    _check_writable(parent)
+    check_writable(parent)
 
 
 def _save_atomically(path: Path, save: Callable[[Path], object]) -> None:

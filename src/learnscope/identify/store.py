@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from learnscope.errors import EnvironmentFailure, StoreError
-from learnscope.fileio import atomic_write, shown
+from learnscope.fileio import atomic_write, check_writable, shown
 
 try:
     import fcntl
@@ -96,8 +96,11 @@ def _sha256(data: bytes) -> str:
 
 
 def _writable(directory: Path) -> bool:
-    effective = os.access in os.supports_effective_ids
-    return os.access(directory, os.W_OK | os.X_OK, effective_ids=effective)
+    try:
+        check_writable(directory)
+    except OSError:
+        return False
+    return True
 
 
 def _plural(n: int, word: str) -> str:
