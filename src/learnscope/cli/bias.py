@@ -40,7 +40,10 @@ def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
         result = write_bias_run(cfg, stage, progress, components)
     report = out / "report.html"
     print_summary(result.metrics, report)
-    exit_on_warnings(result.metrics.get("verdict", {}).get("warnings", []))
+    verdict = result.metrics.get("verdict", {})
+    for note in verdict.get("notes", []):
+        typer.echo(f"note: {note}")
+    exit_on_warnings(verdict.get("warnings", []))
     return report
 
 

@@ -42,6 +42,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
+from learnscope import rng
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
 
 CLASSIFIERS: tuple[str, ...] = ("rf", "svm", "svm_pca", "conv1d", "hgb", "minirocket")
@@ -217,8 +218,8 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
         n, T, C = X.shape
         self.ksize_ = int(min(self.ksize, T))
         bs = int(min(self.train_batch_size, n))
-        init_gen = torch.Generator().manual_seed(int(self.random_state))
-        order_gen = torch.Generator().manual_seed(int(self.random_state) + 1)
+        init_gen = rng.offset_torch_generator(int(self.random_state))
+        order_gen = rng.offset_torch_generator(int(self.random_state), rng.CONV1D_ORDER_OFFSET_OF_FIRST_RELEASE)
         net = _ConvNet(C, T, len(self.classes_), self.ksize_, int(self.num_filters), int(self.stride),
                        self.pool_type, init_gen)
         opt = torch.optim.Adam(net.parameters(), lr=self.init_lr)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learnscope import rng
 from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, nearest_name
@@ -302,9 +303,7 @@ def lr_jitter(spread: float, task: str, architecture: str, batch_size: int, mult
     design: rules are compared at the same relative learning rate)."""
     if spread == 1:
         return 1.0
-    key = json.dumps([task, architecture, batch_size, multiplier, seed])
-    words = np.frombuffer(hashlib.sha256(key.encode()).digest()[:16], dtype=np.uint32)
-    u = np.random.default_rng(np.random.SeedSequence(words.tolist())).uniform(-1.0, 1.0)
+    u = rng.hashed_numpy_rng(task, architecture, batch_size, multiplier, seed).uniform(-1.0, 1.0)
     return float(spread ** u)
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from learnscope import rng
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.validation import check_positive_int, check_scalar
 
@@ -334,7 +335,7 @@ def gradavg(layer_fn: Callable[[torch.Tensor], torch.Tensor], x_in: torch.Tensor
         if y.ndim < 1 or y.shape[0] != n:
             raise ShapeError(f"layer_fn output must have batch size {n}, got shape {tuple(y.shape)}")
         y = y.reshape(n, -1)
-        s_out = unit_subset(y.shape[1], frac, seed + 1)
+        s_out = unit_subset(y.shape[1], frac, seed + rng.GRADAVG_OUTPUT_OFFSET_OF_ORIGINAL_CODE)
         kept = y if s_out is None else y[:, torch.tensor(s_out, device=y.device)]
         (jac,) = torch.autograd.grad(kept.sum(), x)
     jac = obfuscate(jac.reshape(n, -1).to(torch.float64), frac, sigma, seed, flatten_all=False,
@@ -348,7 +349,7 @@ def noise_seed(seed: int, stream: int) -> int:
     ``int(SeedSequence([seed, stream]).generate_state(1)[0])``: distinct streams (e.g. one per layer and
     checkpoint) get independent noise, and the same ``(seed, stream)`` always gets the same noise.
     """
-    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1)[0])
+    return rng.noise_seed(seed, stream)
 
 
 def to_tf_layout(weight: torch.Tensor) -> torch.Tensor:

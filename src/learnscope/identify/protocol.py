@@ -35,6 +35,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 
+from learnscope import rng
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.identify.classifiers import estimator_input, grid_size, make_classifier
 from learnscope.identify.dataset import TrajectoryDataset
@@ -159,7 +160,8 @@ def inner_cv(y: np.ndarray, groups: np.ndarray, seed: int, mode: str = "grouped"
 
 
 def split_seed_for(seed: int, i: int) -> int:
-    return int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0] % (2**31 - 1))
+    """The classifier seed of outer split ``i`` (:func:`learnscope.rng.split_seed`)."""
+    return rng.split_seed(seed, i)
 
 
 def _plain(v: Any) -> Any:

@@ -34,6 +34,7 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
+from learnscope import rng
 from learnscope.circuits import Circuit
 from learnscope.datasets import Task, load_task
 from learnscope.errors import ConfigError, StoreError, UnknownNameError
@@ -65,11 +66,6 @@ def checkpoint_steps(total_steps: int, checkpoints: int) -> np.ndarray:
     return np.round(np.linspace(0, total_steps, checkpoints)).astype(int)
 
 
-def _generator(*keys: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def _evaluate(circuit: Circuit, params, x: torch.Tensor, y: torch.Tensor, loss_fn, classification: bool):
     with torch.no_grad():
         out = circuit.forward(params, x)
@@ -95,7 +91,7 @@ def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, condi
             return circuit.layer_forward(params, li, x, transport=rule.transport, feedback=feedback)
 
         for ci, cond in enumerate(conditions):
-            noise = _generator(cond.seed, li, ckpt_index, ci)
+            noise = rng.network_generator(cond.seed, li, ckpt_index, ci)
             values = measure_layer(weight, records[li]["input"].detach(), records[li]["output"].detach(), forward_fn,
                                    cond, layer_fn_feedback=feedback_fn, noise_generator=noise,
                                    weight_layout="torch" if weight.ndim == 4 else "as_given")
@@ -129,8 +125,8 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
         conditions = [Condition(**c) for c in spec["conditions"]]
         classification = task.kind == "classification"
         loss_fn: Callable = cross_entropy_loss if classification else mse_loss
-        init_gen = _generator(spec["seed"], 0)
-        order_gen = _generator(spec["seed"], 1)
+        init_gen = rng.network_generator(spec["seed"], 0)
+        order_gen = rng.network_generator(spec["seed"], 1)
         params = circuit.init_params(init_gen)
         state = rule.init_state(circuit, params, init_gen)
         n = task.x_train.shape[0]
