@@ -80,6 +80,7 @@ def _fig8(functions: int):
     return result, result.metrics["functions"]
 
 
+@pytest.mark.slow
 def test_fig8_backprop_mlp_first_function_is_a_first_order_harmonic():
     """Issue #6: f1 degree-1 energy ≥ 0.95 and few-shot error ≤ 0.03 (authors: 0.975–0.995)."""
     _, (f1,) = _fig8(1)
@@ -99,12 +100,14 @@ def test_fig8_series_first_order_functions_then_harder_ones():
     assert result.metrics["overlap"]["max_abs_off_diagonal"] <= 0.05
 
 
+@pytest.mark.slow
 def test_fig7_random_mushroom_body_finds_a_linear_function():
     """Issue #6, Fig 7 scheme random: affine R² of f1 ≥ 0.99 on seeds 0–2 (authors: 0.996–0.998)."""
     _, (f1,) = _run("fig7_mushroom_random")
     assert _per_seed(f1, "affine_r2").min() >= 0.99
 
 
+@pytest.mark.slow
 def test_fig7_overconnected_input_dominates_the_easiest_function(gen):
     """Issue #6: the over-connected input carries ≥ 60 % of the linear-fit weight norm on ≥ 3 of 5 seeds, and a
     scheme-1 (over-connected) learner generalises that function better than a random-wiring learner, paired over
@@ -131,6 +134,7 @@ def test_fig7_overconnected_input_dominates_the_easiest_function(gen):
     assert diff.mean() > 2 * diff.std(ddof=1) / np.sqrt(len(diff)), {k: v.mean() for k, v in errors.items()}
 
 
+@pytest.mark.slow
 def test_fig7_grouped_excitatory_wiring_gives_a_function_of_the_group_sums():
     """Issue #6: with grouped wiring and non-negative weights, f1 regressed on (x0+x1, x2+x3+x4) with quadratic
     terms has R² ≥ 0.8 on every seed."""
@@ -143,6 +147,7 @@ def test_fig7_grouped_excitatory_wiring_gives_a_function_of_the_group_sums():
         assert 1 - residual.var() / y.var() >= 0.8
 
 
+@pytest.mark.slow
 def test_fig5_spiking_network_finds_a_first_order_harmonic():
     """Issue #6: the spiking learner's easiest function has degree-1 energy ≥ 0.9 on S² (settings in the config)."""
     from learnscope.bias import measures
@@ -183,6 +188,7 @@ def _zonal_harmonic(degree: int):
     return lambda x: np.sqrt(2 * degree + 1) * eval_legendre(degree, np.asarray(x)[:, 2])
 
 
+@pytest.mark.slow
 def test_rules_contrast_feedback_alignment_misses_the_even_harmonic_backprop_learns():
     """Fast check of the mechanism behind fig_rules_contrast_fa_backprop, on its own learners (3→50→1 tanh, 500
     plain-SGD steps, 30 points). tanh is odd, so FA (≈ a readout of the random tanh features while B and W2 are
