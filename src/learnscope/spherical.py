@@ -25,10 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
-from learnscope.errors import ConfigError, NonFiniteError, ShapeError
-from learnscope.validation import check_positive_int, check_scalar
+from learnscope.errors import ConfigError, ShapeError
+from learnscope.validation import as_finite_array, check_positive_int, check_scalar
 
 __all__ = [
     "GOLDEN_ANGLE",
@@ -58,15 +57,7 @@ def check_on_sphere(name: str, points: Any, d: int | None = None) -> np.ndarray:
     :class:`ShapeError` for a non-numeric input or a shape other than ``(N, d)`` (``(N, ·)`` if ``d`` is None),
     :class:`NonFiniteError` for NaN/inf and :class:`ConfigError` unless every row has norm 1 within 1e-6.
     """
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().to(torch.float64).numpy()
-    try:
-        x = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{name} must be a numeric array, got {type(points).__name__}") from exc
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise NonFiniteError(f"{name} contains {bad} NaN/inf value(s); clean the input before calling")
+    x = as_finite_array(name, points)
     if x.ndim != 2 or (d is not None and x.shape[1] != d):
         want = "(N, d)" if d is None else f"(N, {d})"
         raise ShapeError(f"{name} must have shape {want}, got {x.shape}")

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from learnscope.errors import ConfigError, NonFiniteError, ShapeError, UnknownNameError
 
-if TYPE_CHECKING:  # torch is imported when a tensor is checked, so that importing this module stays light
+if TYPE_CHECKING:  # numpy and torch are imported when an array is checked: importing this module stays light
+    import numpy as np
     import torch
 
 Closed = Literal["both", "left", "right", "neither"]
@@ -189,6 +190,24 @@ def check_constraints(values: Mapping[str, object], constraints: Mapping[str, In
 
 
 # ------------------------------------------------------------------------------------------------ tensors
+
+
+def as_finite_array(name: str, a: object) -> np.ndarray:
+    """``a`` (numpy array, torch tensor — detached, moved to the CPU — or nested lists) as a float64 numpy array;
+    :class:`ShapeError` for a non-numeric input, :class:`NonFiniteError` for NaN/inf entries."""
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().to(torch.float64).numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise NonFiniteError(f"{name} contains {bad} NaN/inf value(s); clean the input before calling")
+    return arr
 
 
 def check_finite(name: str, t: torch.Tensor) -> torch.Tensor:

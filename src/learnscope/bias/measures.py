@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from learnscope import rng
-from learnscope.errors import ConfigError, NonFiniteError, ShapeError
+from learnscope.errors import ConfigError, ShapeError
 from learnscope.spherical import (
     check_on_sphere,
     fibonacci_sphere,
@@ -44,7 +44,7 @@ from learnscope.spherical import (
     real_spherical_harmonics,
     zonal_basis,
 )
-from learnscope.validation import check_positive_int, check_scalar
+from learnscope.validation import as_finite_array, check_positive_int, check_scalar
 
 __all__ = [
     "affine_r2",
@@ -71,25 +71,13 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _as_array(name: str, a: Any) -> np.ndarray:
-    """``a`` as a float64 numpy array (torch tensors are detached and moved to CPU); NaN/inf rejected."""
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().to(torch.float64).numpy()
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise NonFiniteError(f"{name} contains {bad} NaN/inf value(s); clean the input before calling")
-    return arr
 
 
 def _eval_f(f: Callable, x: np.ndarray, name: str = "f") -> np.ndarray:
     """Evaluate ``f`` on ``(N, d)`` points; the result must have N finite values, shape (N,) or (N, 1)."""
     if not callable(f):
         raise ConfigError(f"{name} must be a callable mapping an (N, d) array to (N,) values, got {type(f)}")
-    vals = _as_array(f"{name}(points)", f(x))
+    vals = as_finite_array(f"{name}(points)", f(x))
     n = x.shape[0]
     if vals.shape == (n, 1):
         vals = vals[:, 0]
@@ -210,7 +198,7 @@ def fourier_energy(
 
 # ---------------------------------------------------------------------------------------- linear fits
 def _xy(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    xa, ya = _as_array("x", x), _as_array("y", y)
+    xa, ya = as_finite_array("x", x), as_finite_array("y", y)
     if xa.ndim == 1:
         xa = xa[:, None]
     if xa.ndim != 2 or ya.ndim != 1 or xa.shape[0] != ya.shape[0]:
@@ -254,7 +242,7 @@ def affine_r2(x: Any, y: Any, bias: bool = True) -> float:
 
 # ----------------------------------------------------------------------------------- series of functions
 def _values_matrix(values: Any) -> np.ndarray:
-    v = _as_array("values", values)
+    v = as_finite_array("values", values)
     if v.ndim != 2 or v.shape[1] == 0:
         raise ShapeError(f"values must have shape (k, N): k functions on the same N points, got {v.shape}")
     return v
@@ -293,7 +281,7 @@ def refit_half_mse(learner_fit_values: Any, values: Any) -> float:
     A capacity measure (how well the learner can represent f on the evaluation set), not a generalisation
     error (bias-spec §5 item 10).
     """
-    g, fv = _as_array("learner_fit_values", learner_fit_values), _as_array("values", values)
+    g, fv = as_finite_array("learner_fit_values", learner_fit_values), as_finite_array("values", values)
     if g.ndim != 1 or g.shape != fv.shape or g.shape[0] == 0:
         raise ShapeError(
             f"learner_fit_values and values must both be (N,) with N > 0, got {g.shape}, {fv.shape}"
@@ -343,7 +331,7 @@ def _few_shot_per_draw(learner: Any, tasks: Iterable[tuple[torch.Tensor, torch.T
     per_draw, sq_targets = [], []
     with torch.no_grad():
         for x, y in tasks:
-            pred = _as_array("learner prediction", learner.fit_predict(x[:, :n_train], y[:, :n_train],
+            pred = as_finite_array("learner prediction", learner.fit_predict(x[:, :n_train], y[:, :n_train],
                                                                        x[:, n_train:], generator=learner_gen))
             y_te = y[:, n_train:].detach().cpu().double().numpy()
             if pred.shape != y_te.shape:
@@ -391,7 +379,7 @@ def split_generalisation_error(
     _check_learner(learner)
     if not hasattr(domain, "meta_indices"):
         raise ConfigError(f"domain must have a fixed split (meta_indices), got {type(domain).__name__}")
-    vals = _as_array("values", values)
+    vals = as_finite_array("values", values)
     draws, batch = check_positive_int("draws", draws), check_positive_int("batch", batch)
     n = len(domain.points)
     if vals.shape not in ((n,), (draws, n)):
@@ -422,7 +410,7 @@ def class_agreement(values: Any, classes: Any, pair: tuple[int, int] = (0, 1), t
     Returns ``{"agreement", "accuracy": a, "class_labelled_1"}``: the class the labelling maps to 1 (``pair[1]`` if
     a ≥ ½, else ``pair[0]``).
     """
-    v, c = _as_array("values", values), np.asarray(classes)
+    v, c = as_finite_array("values", values), np.asarray(classes)
     if v.ndim != 1 or c.shape != v.shape or v.size == 0:
         raise ShapeError(f"values and classes must both be (N,) with N > 0, got {v.shape} and {c.shape}")
     if not np.isin(c, pair).all():
@@ -589,7 +577,7 @@ def mean_predictor_mse(values: Any, n_train: int, test: Any = None, pool_size: i
     mask of the test rows of ``values``, training rows drawn without replacement from the ``pool_size`` others):
     :math:`\\sigma_{te}^2 + (\\mu_{te} - \\mu_{pool})^2 + \\frac{\\sigma_{pool}^2}{n}\\frac{N - n}{N - 1}`.
     """
-    v = _as_array("values", values)
+    v = as_finite_array("values", values)
     n = check_positive_int("n_train", n_train)
     if test is None:
         return float(v.var() * (1.0 + 1.0 / n))
