@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from learnscope.bias.config import load_config, parse_config
 from learnscope.bias.experiment import run_experiment
-from learnscope.bias.measures import check_labelling, mean_predictor_mse, nearest_neighbour_roughness
+from learnscope.bias.verdict import check_labelling, mean_predictor_mse, nearest_neighbour_roughness
 from learnscope.targets import make_target
 
 UNIFORM = make_target("uniform")  # U(−1, 1): σ* = 1/√3, W2(0) = √(1/3)

@@ -23,8 +23,9 @@ _EXPORTS = {
     **dict.fromkeys(["make_distance", "w2_to_target"], "learnscope.bias.distances"),
     # measures of a found function
     **dict.fromkeys(["harmonic_energy", "fourier_energy", "affine_r2", "linear_fit", "overlap_matrix",
-                     "generalisation_error", "split_generalisation_error", "paired_generalisation_difference",
-                     "check_labelling"], "learnscope.bias.measures"),
+                     "generalisation_error", "split_generalisation_error", "paired_generalisation_difference"],
+                    "learnscope.bias.measures"),
+    "check_labelling": "learnscope.bias.verdict",
     # configs and whole experiments
     **dict.fromkeys(["load_config", "parse_config"], "learnscope.bias.config"),
     **dict.fromkeys(["run_experiment", "measure_functions", "ExperimentResult"], "learnscope.bias.experiment"),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from learnscope import rng
-from learnscope.bias import measures
+from learnscope.bias import measures, verdict
 from learnscope.bias.config import ExperimentConfig
 from learnscope.bias.distances import SPREADS
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
@@ -437,11 +437,11 @@ def _verdict(checks: dict[str, dict[str, dict]], warnings: list[str], notes: lis
         "notes": notes,
         "checks": checks,
         "thresholds": {
-            "collapse_std_fraction": measures.COLLAPSE_STD_FRACTION,
-            "collapse_w2_fraction_of_zero_labels": measures.COLLAPSE_W2_FRACTION,
-            "blowup_std_factor": measures.BLOWUP_FACTOR,
-            "noise_roughness": measures.NOISE_ROUGHNESS,
-            "baseline_sems": measures.BASELINE_SEMS,
+            "collapse_std_fraction": verdict.COLLAPSE_STD_FRACTION,
+            "collapse_w2_fraction_of_zero_labels": verdict.COLLAPSE_W2_FRACTION,
+            "blowup_std_factor": verdict.BLOWUP_FACTOR,
+            "noise_roughness": verdict.NOISE_ROUGHNESS,
+            "baseline_sems": verdict.BASELINE_SEMS,
         },
     }
 
@@ -460,7 +460,7 @@ def measure_functions(result: ExperimentResult) -> None:
     seeds of the run.
 
     ``metrics["verdict"]``: every labelling checked against simple baselines
-    (:func:`~learnscope.bias.measures.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
+    (:func:`~learnscope.bias.verdict.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
     functions and seeds), ``warnings`` (one line each: the result failed a check), ``notes`` (one line each: a later
     function of a series that the learner generalises worse than the mean predictor), ``checks[f"f{k}"][str(seed)]``
     the numbers compared, and the ``thresholds``.
@@ -519,9 +519,9 @@ def measure_functions(result: ExperimentResult) -> None:
                 m["compare"] = {label: (_generalisation(other, *gen_args) if usable else _NAN_GEN)["mse"]
                                 for label, other in compared.items()}
             per_seed.append(m)
-            baseline = (measures.mean_predictor_mse(v, n_tr, test=is_test, pool_size=domain.n_pool) if split
-                        else measures.mean_predictor_mse(v, n_tr)) if np.isfinite(v).all() else float("nan")
-            _, warns, nums = measures.check_labelling(
+            baseline = (verdict.mean_predictor_mse(v, n_tr, test=is_test, pool_size=domain.n_pool) if split
+                        else verdict.mean_predictor_mse(v, n_tr)) if np.isfinite(v).all() else float("nan")
+            _, warns, nums = verdict.check_labelling(
                 v, points, target, gen_mse=m["gen_mse"], gen_sem=m["gen_sem"], baseline_mse=baseline,
                 diverged_at=diverged_at[i], diverged_what=diverged_what[i], label=f"f{k + 1} seed {seed}",
                 baseline_warns=k == 0,

@@ -63,7 +63,7 @@ _CHECK_COLUMNS = {
     "mse_predict_mean": "MSE of predicting the mean",
     "diverged_at_step": "diverged at step",
 }
-"""Columns of the checks table (the numbers of :func:`learnscope.bias.measures.check_labelling`), in order."""
+"""Columns of the checks table (the numbers of :func:`learnscope.bias.verdict.check_labelling`), in order."""
 
 
 def _checks_details(verdict: Mapping) -> str:
