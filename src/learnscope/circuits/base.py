@@ -469,7 +469,7 @@ class Circuit:
         is the same pass specialised to an MLP trained by backprop on the MSE (biases kept ``(E, 1, out)``, one
         ``threshold_backward`` per ReLU), a measured speed path of the bias search's inner loop (3-20-20-1 MLP,
         100 steps plus the meta-gradient: 148 ms there vs 200 ms through :meth:`Rule.step` and this method).
-        ``tests/test_trained_learners.py`` checks that path against autograd and finite differences; change both.
+        ``tests/core/test_trained_learners.py`` checks that path against autograd and finite differences; change both.
         """
         P, E, squeeze = self._ensemble_form(params)
         T = self._check_transport(transport, P, squeeze)

@@ -236,7 +236,7 @@ def test_messages_show_paths_as_the_user_typed_them(tmp_path, monkeypatch, case)
 def test_readme_names_the_statistics_fit_uses():
     """Item 15: fit/predict use the 24 admissible statistics: no README paragraph about them says "45 statistics"
     (simulate does record all 45)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     about_fit = [p for p in re.split(r"\n\s*\n", readme) if re.search(r"identify (fit|predict)", p)]
     assert about_fit, "the README describes identify fit / predict"
     assert not [p for p in about_fit if re.search(r"\b45 (statistics|observables)", p)], about_fit

@@ -110,7 +110,7 @@ def test_the_shipped_example_follows_the_documented_schema():
     from learnscope.identify.observables import ADMISSIBLE_OBS
     from learnscope.identify.predict import read_recordings, recordings_to_arrays
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "recordings_example.csv"
+    example = Path(__file__).resolve().parents[2] / "examples" / "recordings_example.csv"
     X, X_cat, keys, missing = recordings_to_arrays(read_recordings(example), list(ADMISSIBLE_OBS), 21)
     assert missing == [] and X.shape == (4, 21, 24)
     assert keys.group.tolist() == ["early", "middle", "deep", "deep"] and (X_cat.sum(axis=1) == 1).all()
@@ -128,7 +128,7 @@ import joblib  # noqa: E402
 import learnscope.identify.predict as predict_module  # noqa: E402
 from learnscope.identify.predict import load_model, support_text, unbalanced_warning  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "recordings_example.csv"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "recordings_example.csv"
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 

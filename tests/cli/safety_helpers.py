@@ -1,4 +1,4 @@
-"""Shared machinery of the bad-input and fault suite (tests/test_safety_*.py, tests/test_reports_browser.py).
+"""Shared machinery of the bad-input and fault suite (tests/cli/test_safety_*.py, tests/cli/test_reports_browser.py).
 
 Every case of the suite checks the same four promises of issue 11, through :func:`assert_error`,
 :func:`assert_result_failed`, :func:`assert_ok` and :func:`tree`:
