@@ -136,11 +136,9 @@ def check_output_dir(out: Path, force: bool) -> None:
     resolved = out.resolve()
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {shown(out)} is a file, not a run directory; choose another --out")
-    for parent in resolved.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise StoreError(f"--out {shown(out)}: {shown(parent)} is a file, not a directory")
-            break
+    parent = existing_ancestor(resolved)
+    if not parent.is_dir():
+        raise StoreError(f"--out {shown(out)}: {shown(parent)} is a file, not a directory")
     why = _protected(resolved)
     if why is not None:
         raise StoreError(f"refusing to use --out {shown(out)}: {why}; name a new directory for the run")
@@ -151,7 +149,7 @@ def check_output_dir(out: Path, force: bool) -> None:
         if not written_by_learnscope(out):
             raise StoreError(f"--out {shown(out)} was not written by learnscope (no {MARKER} marker); refusing to "
                              "replace it — choose another --out or remove it yourself")
-    check_writable(existing_ancestor(resolved))
+    check_writable(parent)
 
 
 def existing_ancestor(path: Path) -> Path:

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from learnscope.errors import EnvironmentFailure, StoreError
-from learnscope.fileio import atomic_write, check_writable, shown
+from learnscope.fileio import atomic_write, check_writable, existing_ancestor, shown
 
 try:
     import fcntl
@@ -155,11 +155,9 @@ class Store:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"--out {shown(root)} is a file; name a store directory")
-        for parent in root.absolute().parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise StoreError(f"--out {shown(root)}: {shown(parent)} is a file, not a directory")
-                break
+        parent = existing_ancestor(root.absolute())
+        if not parent.is_dir():
+            raise StoreError(f"--out {shown(root)}: {shown(parent)} is a file, not a directory")
         if (root / "store.json").exists():
             store = cls.open(root)
             if store.meta.get("grid") != grid:
@@ -173,9 +171,7 @@ class Store:
         if root.exists() and any(root.iterdir()) and not cls._is_skeleton(root):
             raise StoreError(f"--out {shown(root)} exists and is not an empty directory or a learnscope store; "
                              "choose another --out")
-        probe = root.absolute()
-        while not probe.exists():
-            probe = probe.parent
+        probe = root.absolute() if root.exists() else parent
         if not _writable(probe):
             raise EnvironmentFailure(f"cannot write to {shown(probe)} (permission denied; needed for --out "
                                      f"{shown(root)})")
