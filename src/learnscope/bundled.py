@@ -9,16 +9,19 @@ from learnscope.fileio import shown
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "configs"
 
-APPLICATIONS = ("bias", "identify")
+APPLICATIONS = ("bias", "identify", "animal")
+_PREFIXES = {"identify": "identify_", "animal": "animal_"}
 
 
 def bundled_configs(application: str) -> list[Path]:
-    """The bundled configs of one application: ``identify_*.toml`` for identify, the others for bias."""
+    """The bundled configs of one application: ``identify_*.toml`` for identify, ``animal_*.toml`` for animal,
+    the others for bias."""
     if application not in APPLICATIONS:
         raise UnknownNameError("application", application, APPLICATIONS)
     paths = sorted(BUNDLED_DIR.glob("*.toml"))
-    is_identify = application == "identify"
-    return [p for p in paths if p.stem.startswith("identify_") == is_identify]
+    if application in _PREFIXES:
+        return [p for p in paths if p.stem.startswith(_PREFIXES[application])]
+    return [p for p in paths if not p.stem.startswith(tuple(_PREFIXES.values()))]
 
 
 def resolve_config_path(name_or_path: str | Path, application: str) -> Path:
@@ -28,7 +31,7 @@ def resolve_config_path(name_or_path: str | Path, application: str) -> Path:
     of ``application`` (suggesting the nearest of those), and :class:`~learnscope.errors.ConfigError` for a folder or
     a path that does not exist.
     """
-    what = "grid config" if application == "identify" else "config"
+    what = {"identify": "grid config", "animal": "experiment config"}.get(application, "config")
     p = Path(name_or_path)
     if p.is_dir():
         raise ConfigError(f"{shown(p)} is a folder; give a {what} file (.toml) or the name of a bundled {what}")

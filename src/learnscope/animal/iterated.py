@@ -84,7 +84,8 @@ class IteratedEstimate:
     """What the chain says so far. f1 : the smoother of the pooled last generations (None before the first).
     successive : correlation of each generation's smoothed responses with the previous one's (on the references).
     noise_share : share of the pooled responses' variance the smoother leaves unexplained; repeat_noise_share :
-    the part explained by response noise between repeats (None with one repeat)."""
+    the part explained by response noise between repeats (None with one repeat). noise_amplification : E₀ from the
+    echo probes. history : (trials so far, smoothed responses) per generation."""
 
     generations: int
     trials: int
@@ -95,6 +96,7 @@ class IteratedEstimate:
     repeat_noise_share: float | None = None
     noise_amplification: float | None = None
     warnings: list[str] = field(default_factory=list)
+    history: list[tuple[int, Smoothed]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"route": ROUTE, "generations": self.generations, "trials": self.trials,
@@ -172,7 +174,9 @@ class IteratedLearning:
         if not chain:
             return IteratedEstimate(0, 0, False, None)
         labels = [self.response.labels(r.responses) for r in chain]
-        refs = [smooth(r.plan.probe_x, y)(self.references) for r, y in zip(chain, labels, strict=True)]
+        smoothed = [smooth(r.plan.probe_x, y) for r, y in zip(chain, labels, strict=True)]
+        refs = [fn(self.references) for fn in smoothed]
+        history = list(zip(np.cumsum([r.trials for r in chain]).tolist(), smoothed, strict=True))
         successive = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(refs[:-1], refs[1:], strict=True)]
         recent = successive[-s.patience:]
         converged = len(recent) == s.patience and min(abs(c) for c in recent) >= s.threshold
@@ -207,7 +211,7 @@ class IteratedLearning:
                 f"generations correlate {shown} (< {s.threshold}); a learner that interpolates its training labels "
                 "amplifies their noise and its chain wanders, so this f1 is not reported as converged")
         return IteratedEstimate(len(chain), trials, converged, f1, successive, f1.noise_share, repeat_share, e0,
-                                warnings)
+                                warnings, history)
 
     def _noise_amplification(self, first: SessionRecord) -> float:
         r"""E₀ estimated from generation 0's echo probes (its own training stimuli, labelled by random ranks).

@@ -46,9 +46,9 @@ class SimulatedAnimal:
         def predict(train_x: np.ndarray, train_y: np.ndarray, probe_x: np.ndarray, seed: int) -> np.ndarray:
             g = torch.Generator().manual_seed(seed)
             with torch.no_grad():
-                pred = learner.fit_predict(torch.as_tensor(train_x, dtype=dtype)[None],
-                                           torch.as_tensor(train_y, dtype=dtype)[None],
-                                           torch.as_tensor(probe_x, dtype=dtype)[None], generator=g)
+                pred = learner.fit_predict(torch.tensor(train_x, dtype=dtype)[None],
+                                           torch.tensor(train_y, dtype=dtype)[None],
+                                           torch.tensor(probe_x, dtype=dtype)[None], generator=g)
             return pred[0].to(torch.float64).numpy()
 
         self._predict = predict

@@ -1,4 +1,5 @@
-"""The ``learnscope`` command: ``learnscope bias …``, ``learnscope identify …`` and ``learnscope demo``."""
+"""The ``learnscope`` command: ``learnscope bias …``, ``learnscope animal …``, ``learnscope identify …`` and
+``learnscope demo``."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from pathlib import Path
 import typer
 
 from learnscope.cli._common import exit_on_warnings, friendly_errors
+from learnscope.cli.animal import app as animal_app
 from learnscope.cli.bias import app as bias_app
 from learnscope.cli.identify import app as identify_app
 
 app = typer.Typer(
-    help="What does a learner find easy to learn (learnscope bias …), and which learning rule is a circuit using "
-    "(learnscope identify …)?",
+    help="What does a learner find easy to learn (learnscope bias …; an animal or other black box: learnscope "
+    "animal …), and which learning rule is a circuit using (learnscope identify …)?",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(bias_app, name="bias")
 app.add_typer(identify_app, name="identify")
+app.add_typer(animal_app, name="animal")
 
 
 @app.command()

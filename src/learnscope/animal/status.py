@@ -1,0 +1,65 @@
+"""What an experiment knows so far: the route's estimate, trials used, and the session that comes next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from learnscope.animal.config import AnimalConfig
+from learnscope.animal.session import SessionPlan, SessionRecord
+
+
+def trials_used(log: list[SessionRecord]) -> int:
+    return int(sum(r.trials for r in log))
+
+
+def next_plan(cfg: AnimalConfig, route, log: list[SessionRecord]) -> SessionPlan | None:
+    """The next session within the budget, or None when the route has finished or the budget is spent."""
+    left = cfg.budget - trials_used(log)
+    plan = route.plan(log, budget_left=left)
+    if plan is None or plan.trials > left:
+        return None
+    return plan
+
+
+@dataclass
+class Status:
+    cfg: AnimalConfig
+    log: list[SessionRecord]
+    estimate: object
+    next: SessionPlan | None
+
+    @property
+    def finished(self) -> bool:
+        return self.next is None
+
+    def to_dict(self) -> dict:
+        est = self.estimate.to_dict()
+        f1 = self.estimate.f1
+        refs = getattr(self.estimate, "references", None)
+        return {"sessions": len(self.log), "trials": trials_used(self.log), "budget": self.cfg.budget,
+                "finished": self.finished, "next_session": None if self.next is None else
+                {"index": self.next.index, "trials": self.next.trials}, "estimate": est,
+                "f1_defined": f1 is not None, "references": None if refs is None else np.asarray(refs).shape[0]}
+
+
+def experiment_status(cfg: AnimalConfig, log: list[SessionRecord]) -> Status:
+    route = cfg.make_route()
+    return Status(cfg, log, route.estimate(log), next_plan(cfg, route, log))
+
+
+def format_status(st: Status) -> str:
+    e = st.estimate
+    lines = [f"{len(st.log)} sessions, {trials_used(st.log)} of {st.cfg.budget} trials used (route {st.cfg.route})"]
+    if e.generations:
+        succ = ", ".join(f"{c:.2f}" for c in e.successive[-4:]) or "–"
+        lines.append(f"iterated learning: {e.generations} generations; successive-generation correlation {succ}; "
+                     f"noise amplification E0 ≈ {e.noise_amplification:.2f}")
+        lines.append("f1: converged" if e.converged else "f1: not converged")
+    if st.next is None:
+        lines.append("next session: none (the route has finished or the budget is spent)")
+    else:
+        lines.append(f"next session: {st.next.index} ({st.next.trials} trials"
+                     f"{', read-out' if st.next.extra.get('readout') else ''})")
+    return "\n".join(lines)
