@@ -12,6 +12,7 @@ degree l), L²(σ) = ⊕_l H_l.
 * :func:`zonal_basis` — a basis of H_l on any point set, with the exact L²(σ) Gram of its columns.
 * :func:`real_spherical_harmonics` — the orthonormal real basis Y_lm on S².
 * :func:`funk_hecke_eigenvalues` — the eigenvalues λ_l of a zonal kernel k(x·x') (Funk–Hecke formula).
+* :func:`harmonic_power` — the absolute energy ‖Π_l f‖² of a sampled function in each degree.
 
 Identities used throughout (Atkinson & Han, "Spherical Harmonics and Approximations on the Unit Sphere", 2012):
 the addition theorem Σ_m Y_lm(x) Y_lm(y) = N(d, l) P_l(x·y) for any L²(σ)-orthonormal basis (Y_lm) of H_l, and
@@ -35,6 +36,7 @@ __all__ = [
     "fibonacci_sphere",
     "funk_hecke_eigenvalues",
     "harmonic_dimension",
+    "harmonic_power",
     "legendre",
     "real_spherical_harmonics",
     "zonal",
@@ -227,3 +229,57 @@ def funk_hecke_eigenvalues(
     for ell in range(max_degree + 1):
         lam[ell] = np.sum(weight * k * legendre(d, ell, t)) / np.sum(weight)
     return lam
+
+
+# ------------------------------------------------------------------------------------ energy per degree
+def harmonic_power(values: Any, points: Any, max_degree: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Absolute energy (mean square under σ) of a function in each degree 0..L, plus the rest: ``(L + 2,)``.
+
+    ``values`` ``(N,)`` are f at ``points`` ``(N, d)`` (unit vectors). Entry l ≤ L is ‖Π_l f‖² = ∫ (Π_l f)² dσ, with
+    Π_l the orthogonal projection onto H_l; the last entry is ‖f‖² − Σ_l ‖Π_l f‖² (energy above degree L), so the
+    entries sum to the mean square of f. Unlike ``bias.measures.harmonic_energy`` these are not fractions.
+
+    Two estimators:
+
+    * P = Σ_{l ≤ L} N(d, l) ≤ min(N/2, 3000): least squares on the :func:`zonal_basis` of every degree jointly,
+      f ≈ Σ_l Q_l c_l + r, with ‖Π_l f‖² = c_lᵀ M_l c_l exact (the closed-form L² Gram) and the rest the mean of r²
+      over the points. Exact for f of degree ≤ L on any point set; otherwise aliasing as for any finite set.
+    * otherwise (high dimension: too many harmonics to fit), the unbiased U-statistic of the projection kernel
+      N(d, l) P_l(x·y) of H_l (addition theorem), for points drawn from σ:
+
+      .. math:: \\|\\Pi_l f\\|^2 \\approx \\frac{N(d, l)}{N(N-1)} \\sum_{i \\ne j} f(x_i) f(x_j) P_l(x_i \\cdot x_j).
+
+    ``rng`` draws the zonal centres (the result does not depend on them beyond rounding); default a fixed stream.
+    """
+    max_degree = check_scalar("max_degree", max_degree, int, low=0)
+    x = check_on_sphere("points", points)
+    f = as_finite_array("values", values)
+    n, d = x.shape
+    if f.shape != (n,):
+        raise ShapeError(f"values must have shape ({n},) to match points {x.shape}, got {f.shape}")
+    if n < 2:
+        raise ConfigError(f"harmonic_power needs at least 2 points, got {n}")
+    dims = [harmonic_dimension(d, l) for l in range(max_degree + 1)]
+    total = float(f @ f) / n
+    out = np.empty(max_degree + 2)
+    if sum(dims) <= min(n // 2, 3000):
+        if rng is None:
+            rng = np.random.default_rng([0, 1])
+        blocks = [zonal_basis(x, l, rng) for l in range(max_degree + 1)]
+        design = np.concatenate([q for q, _ in blocks], axis=1)
+        coef, *_ = np.linalg.lstsq(design, f, rcond=None)
+        start = 0
+        for l, (q, m) in enumerate(blocks):
+            c = coef[start : start + q.shape[1]]
+            out[l] = max(float(c @ m @ c), 0.0)
+            start += q.shape[1]
+        resid = f - design @ coef
+        out[-1] = float(resid @ resid) / n
+        return out
+    t = np.clip(x @ x.T, -1.0, 1.0)
+    ff = np.outer(f, f)
+    np.fill_diagonal(ff, 0.0)
+    for l in range(max_degree + 1):
+        out[l] = max(dims[l] * float(np.sum(ff * legendre(d, l, t))) / (n * (n - 1)), 0.0)
+    out[-1] = max(total - float(out[:-1].sum()), 0.0)
+    return out

@@ -240,6 +240,18 @@ class KernelRidge(LearnerBase):
         """The kernel matrix k(x1, x2), shape (B, n, m)."""
         return self._fn(x1, x2)
 
+    def profile(self, d: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The named kernel's angular profile t ↦ k(t), t = x·x′, at unit inputs in R^d (numpy, vectorised).
+
+        Equal to :meth:`gram` on unit vectors (:mod:`learnscope.theory.profiles`); the nngp/ntk profiles depend
+        on d. A callable kernel has no known profile: ConfigError.
+        """
+        if callable(self.kernel):
+            raise ConfigError("a custom kernel callable has no known angular profile; use a named kernel")
+        from learnscope.theory.profiles import profile_of  # theory sits above learners: import on use
+
+        return profile_of(self.kernel, d, **self.kernel_params)
+
     def fit_predict(
         self,
         x_train: torch.Tensor,
