@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from learnscope.animal.config import AnimalConfig
 from learnscope.animal.session import SessionPlan, SessionRecord
 
@@ -35,13 +33,10 @@ class Status:
         return self.next is None
 
     def to_dict(self) -> dict:
-        est = self.estimate.to_dict()
-        f1 = self.estimate.f1
-        refs = getattr(self.estimate, "references", None)
         return {"sessions": len(self.log), "trials": trials_used(self.log), "budget": self.cfg.budget,
                 "finished": self.finished, "next_session": None if self.next is None else
-                {"index": self.next.index, "trials": self.next.trials}, "estimate": est,
-                "f1_defined": f1 is not None, "references": None if refs is None else np.asarray(refs).shape[0]}
+                {"index": self.next.index, "trials": self.next.trials}, "estimate": self.estimate.to_dict(),
+                "f1_defined": self.estimate.f1 is not None}
 
 
 def experiment_status(cfg: AnimalConfig, log: list[SessionRecord]) -> Status:
@@ -49,14 +44,29 @@ def experiment_status(cfg: AnimalConfig, log: list[SessionRecord]) -> Status:
     return Status(cfg, log, route.estimate(log), next_plan(cfg, route, log))
 
 
+def _stage_line(name: str, e) -> str:
+    if name == "iterated":
+        if not e.generations:
+            return "iterated learning: no generation yet"
+        succ = ", ".join(f"{c:.2f}" for c in e.successive[-4:]) or "–"
+        return (f"iterated learning: {e.generations} generations, {e.trials} trials; successive-generation "
+                f"correlation {succ}; noise amplification E0 ≈ {e.noise_amplification:.2f}")
+    if name == "surrogate":
+        agree = "–" if e.ensemble_agreement is None else f"{e.ensemble_agreement:.2f}"
+        return f"surrogate: {e.sessions} sessions, {e.trials} trials; ensemble agreement on f1 {agree}"
+    return f"evolution strategies: {e.iterations} iterations, {e.trials} trials"
+
+
 def format_status(st: Status) -> str:
     e = st.estimate
     lines = [f"{len(st.log)} sessions, {trials_used(st.log)} of {st.cfg.budget} trials used (route {st.cfg.route})"]
-    if e.generations:
-        succ = ", ".join(f"{c:.2f}" for c in e.successive[-4:]) or "–"
-        lines.append(f"iterated learning: {e.generations} generations; successive-generation correlation {succ}; "
-                     f"noise amplification E0 ≈ {e.noise_amplification:.2f}")
-        lines.append("f1: converged" if e.converged else "f1: not converged")
+    for name, stage in e.stages.items():
+        lines.append(_stage_line(name, stage))
+    if e.validation is not None and e.validation.ratio is not None:
+        v = e.validation
+        lines.append(f"validation: f1 / control MSE ratio {v.ratio:.2f} (95 % CI {v.ci[0]:.2f}–{v.ci[1]:.2f}), "
+                     f"{v.pairs} pairs, {v.trials} trials")
+    lines.append("f1: converged" if e.converged else "f1: not converged")
     if st.next is None:
         lines.append("next session: none (the route has finished or the budget is spent)")
     else:
