@@ -185,6 +185,68 @@ def test_cli_rejects_too_short_training_in_one_line(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# activity measurement conditions (issue 15): recorded unit and probe counts checked before any work
+
+
+def _with_conditions(*conditions: dict, **grid_edit) -> dict:
+    return {**_raw(**grid_edit), "conditions": [{"name": "clean"}, *conditions]}
+
+
+def test_more_units_than_a_hidden_layer_is_one_line_error_at_parse_time():
+    with pytest.raises(ConfigError) as err:
+        parse_grid(_with_conditions({"name": "u", "units": 100}, architectures=["mlp_2x256", "mlp_1x64"]))
+    msg = str(err.value)
+    assert "\n" not in msg and "units = 100" in msg and "64 units" in msg and "'mlp_1x64'" in msg
+    assert "small_layers" in msg
+    parse_grid(_with_conditions({"name": "u", "units": 100, "small_layers": "all"}, architectures=["mlp_1x64"]))
+
+
+def test_check_feasible_checks_the_readout_and_input_units_too():
+    grid = parse_grid(_with_conditions({"name": "u", "units": 8}))  # mlp_1x8: hidden width 8, readout 10 units
+    check_feasible(grid)
+    grid = parse_grid(_with_conditions({"name": "u", "units": 12}, architectures=["mlp_1x16"]))
+    with pytest.raises(ConfigError) as err:  # the readout of digits has 10 units
+        check_feasible(grid)
+    assert "10 output units" in str(err.value) and "'fc2'" in str(err.value) and "\n" not in str(err.value)
+    # activity-only conditions record output units only; "all" records every unit of smaller layers
+    check_feasible(parse_grid(_with_conditions({"name": "u", "units": 10, "matched": False},
+                                               architectures=["mlp_1x16"])))
+    check_feasible(parse_grid(_with_conditions({"name": "u", "units": 12, "small_layers": "all"},
+                                               architectures=["mlp_1x16"])))
+
+
+def test_more_probes_than_the_probe_set_and_bad_activity_keys_are_refused():
+    with pytest.raises(ConfigError, match=r"probes = 32 .* 16 stimuli"):
+        parse_grid(_with_conditions({"name": "p", "probes": 32}))
+    with pytest.raises(UnknownNameError, match="did you mean 'activity_model'"):
+        parse_grid(_with_conditions({"name": "p", "activity_modle": "poisson"}))
+    with pytest.raises(ConfigError, match="applies to activity_model 'poisson' / 'calcium'"):
+        parse_grid(_with_conditions({"name": "p", "window": 0.2}))
+
+
+def test_condition_tables_of_grids_without_activity_keys_are_unchanged():
+    """Stores on disk compare their recorded grid with the parsed one: the tables of the original keys are those
+    of earlier releases (all seven keys, nothing added), so existing stores keep resuming."""
+    conds = load_grid("identify_tier1")["conditions"]
+    keys = ["name", "frac", "sigma", "noise_mode", "seed", "gradavg_mode", "weight_norm_mode"]
+    assert [list(c) for c in conds] == [keys] * 7
+    activity = {c["name"]: c for c in load_grid("identify_tier1_activity")["conditions"]}
+    assert activity["poisson"]["activity_model"] == "poisson" and "observables" not in activity["poisson"]
+    assert activity["unmatched_100"]["matched"] is False
+
+
+def test_cli_rejects_too_many_units_in_one_line_and_creates_nothing(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text('[grid]\ntasks = ["digits"]\narchitectures = ["mlp_1x16"]\nrules = ["sgdm"]\n'
+                   "batch_sizes = [64]\nseeds = [0]\n[training]\nepochs = 1\ncheckpoints = 3\nn_train = 256\n"
+                   'n_probe = 16\n[[conditions]]\nname = "clean"\n[[conditions]]\nname = "u"\nunits = 100\n'
+                   "matched = false\n")
+    line = _one_line_error(runner.invoke(app, ["identify", "simulate", str(cfg), "--out", str(tmp_path / "s")]))
+    assert "units = 100" in line and "16 units" in line
+    assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------
 # config names and the ids of existing grids
 
 
@@ -213,7 +275,7 @@ def test_configs_lists_each_identify_config_with_its_description():
     assert first_comment in by_name["identify_tier0"]
 
 
-@pytest.mark.parametrize("name", ["identify_tier0", "identify_tier1"])
+@pytest.mark.parametrize("name", ["identify_tier0", "identify_tier1", "identify_tier1_activity"])
 def test_network_ids_of_the_bundled_grids_follow_the_stored_formula(name):
     """Stores on disk are resumed by id: the id stays sha256 of the sorted JSON of what determines training,
     with the architecture name exactly as written in the config. Derived here from the TOML alone."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from learnscope.errors import ConfigError, UnknownNameError
+from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.identify.observables import (
     ADMISSIBLE_OBS,
     ALL_OBS,
@@ -19,13 +19,17 @@ from learnscope.identify.observables import (
     OBS_CLASSES,
     STATISTICS,
     Condition,
+    activity_statistics,
     gradavg,
+    is_original_model,
     measure_layer,
     obfuscate,
     obs_name,
     percentile_index,
     percentile_nearest,
+    recorded_activity,
     tensor_statistics,
+    unit_count,
     unit_subset,
 )
 
@@ -390,3 +394,130 @@ def test_every_registered_function_gives_finite_scalar_observables(function, gen
     for s in STATISTICS:
         name = obs_name("weight", function, s)
         assert b[name] == pytest.approx(a[name], rel=1e-12, abs=1e-15), name
+
+
+# --------------------------------------------------------------------------------------------------------------
+# activity measurement conditions (issue 15)
+
+
+def test_absolute_units_keep_the_units_of_the_matching_fraction():
+    U = 50
+    for k in (1, 7, 20, 49):
+        np.testing.assert_array_equal(unit_subset(U, None, 3, units=k), kept(U, k / U, 3))
+    assert unit_subset(U, None, 3, units=U) is None  # every unit: exactly as without subsampling
+    assert unit_subset(U, None, 3, units=80, small_layers="all") is None
+    with pytest.raises(ConfigError, match="small_layers"):
+        unit_subset(U, None, 3, units=80)
+    assert unit_count(U, 0.07) == 4 and unit_count(100, 0.07) == 7 and unit_count(U, units=30) == 30
+
+
+def test_activity_statistics_are_the_act_statistics_per_session():
+    g = np.random.default_rng(0)
+    act = g.normal(size=(3, 9, 11))
+    per = activity_statistics(act)
+    for c in range(3):
+        ref = np_reference(act[c], "act", "rows")
+        single = activity_statistics(act[c])
+        assert list(single) == [n for n in ALL_OBS if n.startswith("act")]
+        for name, value in single.items():
+            assert value == pytest.approx(ref[name], rel=1e-12, abs=1e-14), name
+            assert per[name][c] == value
+    with pytest.raises(ShapeError):
+        activity_statistics(act[0, 0])
+
+
+def _id_activity(P: int, U: int) -> np.ndarray:
+    """act[p, u] = 1000 p + u: the recorded values name the probes and units that were kept."""
+    return 1000.0 * np.arange(P)[:, None] + np.arange(U)[None, :]
+
+
+def test_unmatched_units_differ_per_session_and_matched_units_do_not():
+    A = _id_activity(6, 40)
+    unmatched = Condition(name="u", units=10, matched=False)
+    matched = Condition(name="m", units=10)
+    units_of = [recorded_activity(A, unmatched, session=s)[0].astype(int) for s in range(4)]
+    assert all(len(set(u)) == 10 for u in units_of)
+    assert len({tuple(sorted(u)) for u in units_of}) == 4  # every session records other units
+    assert not np.array_equal(recorded_activity(A, unmatched, network_key=1)[0], units_of[0])  # per network too
+    same = [recorded_activity(A, matched, session=s, network_key=s)[0].astype(int) for s in range(4)]
+    assert all(np.array_equal(u, same[0]) for u in same)
+    np.testing.assert_array_equal(same[0], kept(40, 10 / 40, 0))  # the units a frac condition keeps
+
+
+def test_probes_are_the_same_subset_in_every_session_and_network():
+    A = _id_activity(24, 5)
+    cond = Condition(name="p", probes=8)
+    rows = [recorded_activity(A, cond, session=s, network_key=7 * s)[:, 0] // 1000 for s in range(3)]
+    assert all(np.array_equal(r, rows[0]) for r in rows)
+    assert len(rows[0]) == 8 and np.all(np.diff(rows[0]) > 0)
+
+
+def test_poisson_condition_records_counts_over_window_with_the_rate_mean():
+    act = np.full((400, 50), 0.3)
+    act[:, :10] = -1.0  # negative activity is silent
+    cond = Condition(name="p", activity_model="poisson", rate_scale=20.0, window=0.25)
+    rec = recorded_activity(act, cond)
+    counts = rec * cond.window
+    np.testing.assert_array_equal(counts, np.round(counts))  # whole spike counts
+    assert (rec[:, :10] == 0).all()
+    lam = 20.0 * 0.3
+    n = rec[:, 10:].size
+    assert abs(rec[:, 10:].mean() - lam) <= 5 * math.sqrt(lam / cond.window / n)
+
+
+def test_activity_only_measure_layer_marks_weights_and_gradavg_missing(gen):
+    W = torch.randn(8, 6, generator=gen(20), dtype=torch.float64)
+    x = torch.randn(16, 8, generator=gen(21), dtype=torch.float64)
+
+    def fn(z):
+        return torch.relu(z @ W)
+
+    cond = Condition(name="ca", activity_model="calcium", units=4)
+    got = measure_layer(W, x, fn(x), fn, cond, network_key=5, layer_index=1, session=2)
+    assert list(got) == list(ALL_OBS)
+    for name, value in got.items():
+        assert math.isnan(value) == name.startswith(("weight", "gradavg")) or "skew" in name or "kurt" in name, name
+    expected = activity_statistics(recorded_activity(fn(x), cond, network_key=5, layer_index=1, session=2))
+    assert all(got[n] == v or (math.isnan(got[n]) and math.isnan(v)) for n, v in expected.items())
+    declared = measure_layer(W, x, fn(x), fn, Condition(name="a", observables="act"))
+    full = measure_layer(W, x, fn(x), fn, Condition(name="a"))
+    for name in ALL_OBS:
+        if name.startswith("act"):
+            assert declared[name] == full[name] or math.isnan(full[name])
+        else:
+            assert math.isnan(declared[name])
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"activity_model": "poison"}, UnknownNameError, "did you mean 'poisson'"),
+    ({"activity_model": "poisson", "observables": "all"}, ConfigError, "use \"act\""),
+    ({"units": 10, "frac": 0.5}, ConfigError, "not both"),
+    ({"matched": False}, ConfigError, "needs units"),
+    ({"matched": 0, "units": 3}, ConfigError, "true or false"),
+    ({"activity_model": "calcium", "sigma": 0.1}, ConfigError, "own noise"),
+    ({"units": 0}, ConfigError, "units"),
+    ({"jitter": 1.5}, ConfigError, "jitter"),
+    ({"activity_model": "calcium", "tau": -1.0}, ConfigError, "tau"),
+    ({"observables": "acts"}, UnknownNameError, "did you mean 'act'"),
+])
+def test_activity_condition_validation(kwargs, error, fragment):
+    with pytest.raises(error, match=re.escape(fragment)):
+        Condition(name="c", **kwargs)
+
+
+def test_condition_tables_keep_old_keys_and_round_trip():
+    old = Condition(name="n", sigma=0.3, noise_mode="relative").table()
+    assert list(old) == ["name", "frac", "sigma", "noise_mode", "seed", "gradavg_mode", "weight_norm_mode"]
+    for table in ({"name": "p", "activity_model": "poisson"}, {"name": "u", "units": 30, "matched": False},
+                  {"name": "a", "observables": "act"}, {"name": "j", "jitter": 0.5, "units": 4}):
+        cond = Condition.from_table(table)
+        assert Condition(**cond.table()) == cond
+        assert set(cond.table()) - set(old) == set(table) - {"name"}
+    assert Condition(name="p", activity_model="poisson").observables == "act"
+    assert Condition(name="j", jitter=0.5).observables == "all"
+    assert is_original_model(old) and is_original_model({"name": "x"})
+    assert not is_original_model(Condition(name="u", units=3).table())
+    with pytest.raises(ConfigError, match="applies to activity_model 'calcium'"):
+        Condition.from_table({"name": "p", "activity_model": "poisson", "tau": 2.0})
+    with pytest.raises(UnknownNameError, match="did you mean 'units'"):
+        Condition.from_table({"name": "p", "unit": 2})

@@ -22,7 +22,7 @@ from learnscope.errors import ConfigError, StoreError
 from learnscope.fileio import shown
 from learnscope.identify.classifiers import grid_size, make_classifier
 from learnscope.identify.dataset import META_COLUMNS, TrajectoryDataset
-from learnscope.identify.observables import ADMISSIBLE_OBS, Condition
+from learnscope.identify.observables import ADMISSIBLE_OBS, Condition, is_original_model
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE
 from learnscope.identify.store import Store
 
@@ -104,7 +104,8 @@ def _is_default_modes(c: dict) -> bool:
 def clean_condition(frames: Frames) -> dict:
     """The clean condition (``sigma == 0``, ``frac is None``): the one named ``"clean"`` if it qualifies, else
     the first with default gradavg / weight-norm modes, else the first."""
-    clean = [c for c in frames.conditions if float(c["sigma"]) == 0.0 and c["frac"] is None]
+    clean = [c for c in frames.conditions if float(c["sigma"]) == 0.0 and c["frac"] is None
+             and is_original_model(c)]
     if not clean:
         names = [c["name"] for c in frames.conditions] + frames.unspecified
         raise ConfigError(f"no clean condition (sigma 0, frac None) among the store's conditions {names}; "
@@ -127,11 +128,11 @@ def curve_conditions(frames: Frames, kind: str) -> list[dict]:
 
     if kind in ("absolute", "relative"):
         out = [c for c in frames.conditions if same_modes(c) and c["frac"] is None and float(c["sigma"]) > 0
-               and c["noise_mode"] == kind]
+               and c["noise_mode"] == kind and is_original_model(c)]
         return sorted(out, key=lambda c: float(c["sigma"]))
     if kind == "subsampling":
         out = [c for c in frames.conditions if same_modes(c) and c["frac"] is not None
-               and float(c["sigma"]) == 0.0]
+               and float(c["sigma"]) == 0.0 and is_original_model(c)]
         return sorted(out, key=lambda c: -float(c["frac"]))
     raise ConfigError(f"unknown curve kind {kind!r}")  # pragma: no cover
 

@@ -8,8 +8,11 @@ Config tables::
                   lr_spread (default 1: none; s > 1 multiplies each network's lr by a log-uniform factor in
                   [1/s, s], as the original grid did with s = 2, so that learning speed alone does not name the rule)
     [rules.NAME]  parameters of a rule (lr = its base learning rate, momentum, ia_alpha, …)
-    [[conditions]] measurement conditions (name, frac, sigma, noise_mode, seed, gradavg_mode, weight_norm_mode);
-                  default: one clean condition
+    [[conditions]] measurement conditions (name, frac, sigma, noise_mode, seed, gradavg_mode, weight_norm_mode,
+                  and the activity keys units, small_layers, matched, probes, activity_model, rate_scale, window,
+                  tau, frames, amplitude, photons, baseline_frames, jitter, observables: see
+                  :class:`~learnscope.identify.observables.Condition`); default: one clean condition. A condition
+                  table keeps the activity keys only where they differ from their defaults.
 
 Architectures are ``cnn`` (the KNet-like 4-layer ConvNet, for the tasks with an image layout), any ``mlp_<L>x<W>``
 (L hidden ReLU layers of W units: ``mlp_3x256``, ``mlp_2x64``, …) or a list of hidden sizes (``[160, 80]``, named
@@ -32,7 +35,6 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,7 @@ from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, nearest_name
 from learnscope.fileio import shown
-from learnscope.identify.observables import Condition
+from learnscope.identify.observables import Condition, check_recordable
 from learnscope.plasticity.rules import RULES, make_rule
 from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
 
@@ -194,13 +196,13 @@ def parse_grid(raw: dict) -> dict:
         resolved_rules[r] = params
 
     conditions_raw = raw.get("conditions") or [{"name": "clean"}]
-    valid = [f.name for f in fields(Condition)]
     conditions = []
     for i, c in enumerate(conditions_raw):
         if not isinstance(c, dict):
             raise ConfigError(f"[[conditions]] entry {i + 1} must be a table")
-        check_keys(c, valid, f"key in [conditions {i + 1}]")
-        conditions.append(asdict(Condition(**c)))
+        cond = Condition.from_table(c, where=f"conditions {i + 1}")
+        _check_units_fit(cond, archs, training["n_probe"])
+        conditions.append(cond.table())
     names = [c["name"] for c in conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"[[conditions]] names must be unique, got {names}")
@@ -211,6 +213,24 @@ def parse_grid(raw: dict) -> dict:
         "rules": resolved_rules,
         "conditions": conditions,
     }
+
+
+def _check_units_fit(cond: Condition, archs: list[str], n_probe: int) -> None:
+    """What :func:`parse_grid` can check of a condition's unit and probe counts without loading a task: probes
+    against ``training.n_probe``, and ``units`` (with ``small_layers = "error"``) against every hidden width of the
+    MLPs. :func:`check_feasible` checks every recorded tensor (input, readout, conv layers)."""
+    if cond.probes is not None and cond.probes > n_probe:
+        raise ConfigError(f"condition {cond.name!r}: probes = {cond.probes} but the probe set has {n_probe} stimuli "
+                          "(training.n_probe); lower probes or raise n_probe")
+    if cond.units is None or cond.small_layers == "all":
+        return
+    for arch in archs:
+        sizes = hidden_sizes(arch)
+        for i, width in enumerate(sizes or []):
+            if cond.units > width:
+                raise ConfigError(f"condition {cond.name!r}: units = {cond.units} is more than the {width} units of "
+                                  f"hidden layer {i + 1} of architecture {arch!r}; lower units or set small_layers = "
+                                  "\"all\" to record every unit of smaller layers")
 
 
 def _check_steps(batch_sizes: list[int], training: dict) -> None:
@@ -250,6 +270,7 @@ def check_feasible(grid: dict) -> None:
     from learnscope.plasticity.rules import cross_entropy_loss, mse_loss
 
     g, tr = grid["grid"], grid["training"]
+    conditions = [Condition(**c) for c in grid["conditions"]]
     for task_name in g["tasks"]:
         for image in sorted({a == "cnn" for a in g["architectures"]}):
             try:
@@ -271,12 +292,19 @@ def check_feasible(grid: dict) -> None:
                         r = make_rule({"name": rule, "weight_decay": tr["weight_decay"], **grid["rules"][rule]})
                         state = r.init_state(circuit, params, gen)
                         with torch.no_grad():
-                            circuit.forward(params, task.probe[:2], record=True)
+                            _, records = circuit.forward(params, task.probe[:2], record=True)
                         r.step(circuit, params, state, x, y, loss_fn)
                     except LearnscopeError as err:
                         raise ConfigError(f"{where}: {err}") from None
                     except Exception as err:  # noqa: BLE001 - any failure here would fail every such network
                         raise ConfigError(f"{where} cannot train: {type(err).__name__}: {err}") from None
+                    for layer in circuit.layers:
+                        rec = records[layer.index]
+                        for cond in conditions:
+                            check_recordable(cond, f"layer {layer.name!r} of architecture {arch!r} for task "
+                                                   f"{task_name!r}", act_units=rec["output"][0].numel(),
+                                             in_units=rec["input"][0].numel(),
+                                             synapses=params[2 * layer.index].numel(), n_probe=tr["n_probe"])
 
 
 def load_grid(path: str | Path) -> dict:

@@ -144,7 +144,7 @@ class Runner:
         """Outer-split fits of ``job``: ``n_splits``, or one per held-out value."""
         if job.split_mode in HELDOUT_COLUMNS:
             column = HELDOUT_COLUMNS[job.split_mode]
-            return int(self.frames.dataset(job.condition, "all").meta[column].nunique())
+            return int(self.frames.dataset(job.condition, job.obs_class).meta[column].nunique())
         return self.n_splits
 
     def announce(self, jobs: Sequence[Job]) -> int:

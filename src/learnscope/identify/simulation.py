@@ -2,7 +2,8 @@
 
 :func:`train_and_record` runs one network job (a dict from :func:`learnscope.identify.grid.expand`): it trains
 the circuit with its rule, and at each of the evenly spaced checkpoints (initialisation included) measures
-every layer's 45 observables under every measurement condition, from the same raw tensors. :func:`simulate`
+every layer's 45 observables under every measurement condition, from the same raw tensors (a condition with
+``jitter`` measures each checkpoint at its own perturbed step, :func:`jittered_steps`). :func:`simulate`
 runs all unfinished jobs of a grid through joblib (loky processes locally, dask.distributed on a cluster)
 and each job writes its own files into the :class:`~learnscope.identify.store.Store`.
 
@@ -38,6 +39,7 @@ from learnscope import rng
 from learnscope.circuits import Circuit
 from learnscope.datasets import Task, load_task
 from learnscope.errors import ConfigError, StoreError, UnknownNameError
+from learnscope.identify import measurement
 from learnscope.identify.grid import check_feasible, circuit_for, expand
 from learnscope.identify.observables import ALL_OBS, Condition, measure_layer
 from learnscope.identify.store import Damage, Store
@@ -74,9 +76,13 @@ def _evaluate(circuit: Circuit, params, x: torch.Tensor, y: torch.Tensor, loss_f
     return loss, acc
 
 
-def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, conditions: list[Condition],
-            meta: dict, ckpt_index: int, step: int, frac: float) -> list[dict]:
-    """All observables of every layer under every condition at one checkpoint (rows of the store)."""
+def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, conditions: list[tuple[int, Condition, int]],
+            meta: dict, step: int, frac: float, network_key: int) -> list[dict]:
+    """All observables of every layer under the given conditions at one step (rows of the store).
+
+    ``conditions`` holds ``(condition index in the grid, condition, checkpoint index)``: the index keys the noise
+    stream of the original measurement model; the checkpoint index is the ordinal one stored (a jittered condition
+    measures checkpoint ``c`` at its own perturbed step)."""
     with torch.no_grad():
         _, records = circuit.forward(params, probe, record=True)
     rows = []
@@ -90,14 +96,33 @@ def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, condi
         def feedback_fn(x, li=li):
             return circuit.layer_forward(params, li, x, transport=rule.transport, feedback=feedback)
 
-        for ci, cond in enumerate(conditions):
+        for ci, cond, ckpt_index in conditions:
             noise = rng.network_generator(cond.seed, li, ckpt_index, ci)
             values = measure_layer(weight, records[li]["input"].detach(), records[li]["output"].detach(), forward_fn,
                                    cond, layer_fn_feedback=feedback_fn, noise_generator=noise,
-                                   weight_layout="torch" if weight.ndim == 4 else "as_given")
+                                   weight_layout="torch" if weight.ndim == 4 else "as_given",
+                                   network_key=network_key, layer_index=li, session=ckpt_index)
             rows.append(meta | {"layer": layer.name, "layer_index": li, "group": layer.group, "condition": cond.name,
                                 "checkpoint": ckpt_index, "step": step, "training_fraction": frac} | values)
     return rows
+
+
+def jittered_steps(conditions: list[Condition], total_steps: int, n_checkpoints: int,
+                   network_key: int) -> dict[int, list[tuple[int, Condition, int]]]:
+    """Where the jittered conditions measure: ``{step: [(condition index, condition, checkpoint index), …]}``.
+
+    Checkpoint ``c`` of a condition with ``jitter > 0`` is measured at step ``round(f̃_c · total_steps)`` with
+    ``f̃`` = :func:`~learnscope.identify.measurement.jittered_fractions` drawn from
+    ``rng.numpy_rng(seed, "identify.jitter.<name>", network_key)`` (per network, independent of the others)."""
+    out: dict[int, list[tuple[int, Condition, int]]] = defaultdict(list)
+    for ci, cond in enumerate(conditions):
+        if cond.jitter == 0:
+            continue
+        fractions = measurement.jittered_fractions(
+            n_checkpoints, cond.jitter, rng.numpy_rng(cond.seed, f"identify.jitter.{cond.name}", network_key))
+        for c, s in enumerate(np.round(fractions * total_steps).astype(int)):
+            out[int(s)].append((ci, cond, c))
+    return dict(out)
 
 
 def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
@@ -123,6 +148,8 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
         rule = make_rule({"name": spec["rule"], "lr": spec["lr"], "weight_decay": tr["weight_decay"],
                           **spec["rule_params"]})
         conditions = [Condition(**c) for c in spec["conditions"]]
+        network_key = int(spec["network_id"], 16)
+        on_schedule = [(ci, c) for ci, c in enumerate(conditions) if c.jitter == 0]
         classification = task.kind == "classification"
         loss_fn: Callable = cross_entropy_loss if classification else mse_loss
         init_gen = rng.network_generator(spec["seed"], 0)
@@ -135,6 +162,7 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
         total = tr["epochs"] * per_epoch
         ckpts = checkpoint_steps(total, tr["checkpoints"])
         ckpt_of_step = {int(s): i for i, s in enumerate(ckpts)}
+        off_schedule = jittered_steps(conditions, total, tr["checkpoints"], network_key)
         perm = torch.randperm(n, generator=order_gen)
         angles: list[list[float]] = [[] for _ in circuit.layers]
         for step in range(total + 1):
@@ -152,8 +180,12 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
                     b = fb[layer.index] if fb is not None else None
                     angles[layer.index].append(
                         float(angle_between(b, params[2 * layer.index])) if b is not None else float("nan"))
-                obs_rows += _record(circuit, params, rule, fb, task.probe, conditions, meta, i, step,
-                                    step / total)
+                if on_schedule:
+                    obs_rows += _record(circuit, params, rule, fb, task.probe, [(ci, c, i) for ci, c in on_schedule],
+                                        meta, step, step / total, network_key)
+            if step in off_schedule:
+                obs_rows += _record(circuit, params, rule, rule.feedback(state), task.probe, off_schedule[step], meta,
+                                    step, step / total, network_key)
             if step == total:
                 break
             k = step % per_epoch
@@ -166,6 +198,9 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
                 raise Diverged(f"non-finite loss or weights at step {step + 1}")
         row["steps"] = total
         row["angle_curves"] = angles
+        if off_schedule:  # the order of a grid without jitter: checkpoint, layer, condition
+            order = {c.name: ci for ci, c in enumerate(conditions)}
+            obs_rows.sort(key=lambda r: (r["checkpoint"], r["layer_index"], order[r["condition"]]))
     except Diverged as err:
         row["status"], row["reason"] = "diverged", str(err)
         obs_rows = []
