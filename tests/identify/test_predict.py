@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from typer.testing import CliRunner
 
 from learnscope.cli import app
 from learnscope.identify.grid import parse_grid
-from learnscope.identify.predict import fit_model, predict_recordings, recordings_from_store
+from learnscope.identify.predict import fit_model, predict, predict_recordings, recordings_from_store
 from learnscope.identify.simulation import simulate
 from learnscope.identify.store import Store
 
@@ -410,7 +412,7 @@ def test_predict_on_a_folder_says_what_it_expects(fitted, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     Path("recs").mkdir()
     line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"), "recs"]), 2)
-    assert "recordings recs is a directory; give one CSV or Parquet file" in line
+    assert "recs is a directory without mapping.toml" in line  # a folder is read as NWB sessions
     line = _one_error(runner.invoke(app, ["identify", "predict", "recs", str(root / "rec.csv")]), 2)
     assert "model recs is a directory" in line
 
@@ -462,9 +464,12 @@ def test_predict_out_is_written_whole_or_not_at_all(fitted, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     args = ["identify", "predict", str(root / "model.joblib"), str(rec), "--out", "p.csv"]
     r = runner.invoke(app, args)
-    assert r.exit_code == 0 and "per-layer probabilities: p.csv" in r.stdout, r.output
-    per_layer, _, _ = predict_recordings(root / "model.joblib", rec)
-    pd.testing.assert_frame_equal(pd.read_csv("p.csv"), per_layer, check_dtype=False)
+    assert r.exit_code == 0 and "probabilities: p.csv; report: p.html" in r.stdout, r.output
+    expected = predict(root / "model.joblib", rec).table
+    as_read = pd.read_csv(io.StringIO(expected.to_csv(index=False)))  # the same round trip through CSV
+    pd.testing.assert_frame_equal(pd.read_csv("p.csv"), as_read, check_dtype=False)
+    assert "<html" in Path("p.html").read_text()
+    Path("p.html").unlink()
     Path("p.csv").write_text("my old table\n")
 
     def full_disk(fd):
@@ -493,3 +498,99 @@ def test_predict_out_into_a_read_only_directory_is_exit_1(fitted, tmp_path, monk
     finally:
         ro.chmod(0o700)
     assert "(ro" in line and str(tmp_path) not in line and list(ro.iterdir()) == []
+
+
+# --- issue 15: activity-only models, calibrated answers per network, what cannot be told apart, the report -------
+
+import html as _html  # noqa: E402
+
+from learnscope.errors import UnknownNameError  # noqa: E402
+from learnscope.identify.observables import OBS_CLASSES  # noqa: E402
+from learnscope.report.predict_report import write_predict_report  # noqa: E402
+
+KEYS = ["network", "layer", "group", "checkpoint"]
+
+
+def _geometric_pool(p: np.ndarray) -> np.ndarray:
+    """Normalised geometric mean of layer probability rows (numpy reference)."""
+    g = np.prod(np.clip(p, 1e-6, 1.0), axis=0) ** (1.0 / len(p))
+    return g / g.sum()
+
+
+def test_predict_gives_calibrated_layer_and_network_rows_and_a_report(fitted, tmp_path):
+    root, info, held, recordings, path = fitted
+    model = load_model(root / "model.joblib")
+    cal = model["calibration"]
+    assert cal["available"] and info["calibration"]["method"] == cal["method"]
+    assert cal["n_networks"] == 12 and cal["n_layers"] == 36  # every training network is scored once
+    assert sum(cal["reliability_layer"]["count"]) == 36 and 0 <= cal["ece_layer"] <= 1
+    res = predict(root / "model.joblib", path)
+    t = res.table
+    assert res.classes == ["adam", "sgdm"] and list(t.level.unique()) == ["layer", "network"]
+    np.testing.assert_allclose(t[res.classes].sum(axis=1), 1.0)
+    raw_layers, _, _ = predict_recordings(root / "model.joblib", path)
+    layers = t[t.level == "layer"]
+    np.testing.assert_allclose(layers[res.classes].to_numpy(),
+                               model["calibrator"].transform(raw_layers[res.classes].to_numpy()))
+    nets = res.networks
+    assert sorted(nets.network) == sorted(held.network_id) and (nets.layers == 3).all()
+    for _, r in nets.iterrows():
+        mine = layers[layers.network == r.network][res.classes].to_numpy()
+        np.testing.assert_allclose(r[res.classes].to_numpy(dtype=float), _geometric_pool(mine))
+        assert r.predicted_rule == res.classes[int(np.argmax(_geometric_pool(mine)))]
+        # a network's row comes right after its layers
+        pos = t.index[(t.network == r.network)].tolist()
+        assert t.level[pos[-1]] == "network" and (t.level[pos[:-1]] == "layer").all()
+    out = write_predict_report(res, tmp_path / "predict.html")
+    page = out.read_text()
+    assert out == tmp_path / "predict.html" and sorted(p.name for p in tmp_path.iterdir()) == ["predict.html"]
+    assert "data:image/png;base64," in page and "weight and gradient statistics are usually not observable" in page
+    assert f"{cal['ece_layer']:.3f}" in page and all(str(n) in page for n in held.network_id)
+    assert all(_html.escape(s) in page for s in res.indistinguishable)
+    assert any(line.startswith("calibration: ") for line in res.summary_lines())
+
+
+def test_an_activity_only_model_predicts_from_activity_and_the_full_model_names_what_is_missing(fitted, tmp_path):
+    root, _, _, recordings, _ = fitted
+    info = fit_model(root / "train", tmp_path / "act.joblib", obs_class="act")
+    assert info["obs_class"] == "act" and info["obs_names"] == list(OBS_CLASSES["act"])
+    assert info["calibration"]["available"]
+    assert all("with activity from one layer" in p["statement"] for p in info["calibration"]["indistinguishable"])
+    activity = recordings[KEYS + list(OBS_CLASSES["act"])]
+    activity.to_csv(tmp_path / "act.csv", index=False)
+    res = predict(tmp_path / "act.joblib", tmp_path / "act.csv")
+    np.testing.assert_allclose(res.table[res.classes].sum(axis=1), 1.0)
+    assert res.model["obs_names"] == list(OBS_CLASSES["act"]) and res.model["observables_in_words"] == "activity"
+    line = _one_error(runner.invoke(app, ["identify", "predict", str(root / "model.joblib"),
+                                          str(tmp_path / "act.csv")]), 2)
+    assert "recordings lack 16 statistic(s) the model uses: weightabs_mean" in line and "gradavgsq_id" in line
+    assert "'all'" in line
+    with pytest.raises(UnknownNameError, match="unknown observable class 'actt'; did you mean 'act'"):
+        fit_model(root / "train", tmp_path / "bad.joblib", obs_class="actt,grad")
+    assert not (tmp_path / "bad.joblib").exists()
+
+
+def test_subset_auto_recalibrates_on_exactly_the_statistics_recorded(fitted):
+    root, _, _, recordings, _ = fitted
+    no_grad = recordings.drop(columns=list(OBS_CLASSES["grad"]))
+    res = predict(root / "model.joblib", no_grad, subset="auto")
+    assert res.info["refitted"] and res.calibration["available"]
+    assert res.calibration["observables_in_words"] == "weights and activity"
+    assert len(res.model["obs_names"]) == 21 and res.calibration["n_layers"] == 36
+    np.testing.assert_allclose(res.table[res.classes].sum(axis=1), 1.0)
+
+
+def test_a_model_without_calibration_says_so_and_keeps_its_own_probabilities(fitted, tmp_path):
+    root, _, _, _, path = fitted
+    model = load_model(root / "model.joblib")
+    for key in ("calibrator", "calibration"):
+        model.pop(key)
+    model["train"].pop("networks")
+    joblib.dump(model, tmp_path / "old.joblib")
+    res = predict(tmp_path / "old.joblib", path)
+    raw, _, _ = predict_recordings(tmp_path / "old.joblib", path)
+    layers = res.table[res.table.level == "layer"]
+    np.testing.assert_allclose(layers[res.classes].to_numpy(), raw[res.classes].to_numpy())
+    assert not res.calibration["available"] and res.summary_lines()[0].startswith("calibration: none — ")
+    page = write_predict_report(res, tmp_path / "old.html").read_text()
+    assert "not calibrated" in page
