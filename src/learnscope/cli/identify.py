@@ -121,14 +121,18 @@ def fit_cmd(
     store: Path = typer.Argument(..., help="A store written by `identify simulate`."),
     out: Path = typer.Option(..., "--out", help="Model file to write (joblib)."),
     classifier: str = typer.Option("rf", help="rf, hgb, svm, svm_pca, conv1d or minirocket."),
-    obs_class: str = typer.Option("all", help="Statistics to use: all, weight, act or grad."),
+    obs_class: str = typer.Option("all", "--observables", "--obs-class",
+                                  help="Statistics to use: all, weight, act, grad, a statistic's name, or a "
+                                       "comma-separated mix. In vivo usually only act is recorded."),
     condition: str = typer.Option("clean", help="Measurement condition of the store to train on."),
     seed: int = typer.Option(0),
+    calibrate: bool = typer.Option(True, help="Calibrate the probabilities on held-out networks (5 more fits)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is a model file already."),
 ) -> None:
     """Fit a rule classifier on every (network, layer) of a store, for `identify predict`.
 
-    The store's finished networks must use at least two rules.
+    The store's finished networks must use at least two rules. The probabilities are calibrated on held-out
+    networks and the model records which rules its statistics cannot separate.
     --out is written atomically; an existing file is replaced only with --force, and only if it is a model.
     """
     from learnscope.cli._common import warn
@@ -136,42 +140,67 @@ def fit_cmd(
     from learnscope.identify.predict import fit_model, support_text, unbalanced_warning
 
     info = fit_model(store, out, classifier=classifier, obs_class=obs_class, condition=condition, seed=seed,
-                     force=force)
+                     force=force, calibrate=calibrate)
     typer.echo(f"{classifier} on {info['n_rows']} layers of {info['n_networks']} networks, "
                f"{len(info['obs_names'])} statistics × {info['n_checkpoints']} checkpoints, rules "
                f"{', '.join(info['classes'])} -> {shown(out)}")
     typer.echo(f"support: {support_text(info['support'])}")
+    _print_calibration(info.get("calibration"))
     unbalanced = unbalanced_warning(info["support"])
     if unbalanced:
         warn(unbalanced)
+
+
+def _print_calibration(cal: dict | None) -> None:
+    if not cal:
+        return
+    if cal.get("available") is False or "ece_layer" not in cal:
+        typer.echo(f"calibration: {cal.get('reason', 'not available')}")
+        return
+    typer.echo(f"calibration: {cal.get('method', '?')}; held-out expected calibration error {cal['ece_layer']:.3f} "
+               f"per layer")
+    for pair in cal.get("indistinguishable", []):
+        typer.echo(pair["statement"])
 
 
 @app.command("predict")
 @friendly_errors
 def predict_cmd(
     model: Path = typer.Argument(..., help="A model file from `identify fit`."),
-    recordings: Path = typer.Argument(..., help="CSV or Parquet recordings (schema: learnscope.identify.predict)."),
+    recordings: Path = typer.Argument(..., help="CSV or Parquet recordings (schema: learnscope.identify.predict), "
+                                                "or NWB sessions: a mapping .toml or a folder holding mapping.toml."),
     subset: str = typer.Option("strict", help="strict, or auto: refit on the statistics/checkpoints present."),
-    out: Path | None = typer.Option(None, "--out", help="Write the per-layer probabilities to this CSV."),
+    out: Path | None = typer.Option(None, "--out", help="Write the probabilities to this CSV, and a report beside "
+                                                        "it (same name, .html)."),
 ) -> None:
-    """Rule probabilities per layer and per network for your own recordings.
+    """Calibrated rule probabilities per layer and per network for your own recordings, and the rules those
+    recordings cannot tell apart.
 
     With --subset auto, checkpoints 0..k-1 are read as evenly spaced over learning, other numbers as the model's.
-    --out is written atomically.
+    --out and its report are written atomically.
     """
     from learnscope.cli._common import warn
     from learnscope.fileio import shown
+    from learnscope.identify.nwb import is_nwb_input, recordings_from_nwb
     from learnscope.identify.predict import (
         check_table_out,
         describe_checkpoints,
-        predict_recordings,
+        load_model,
+        predict,
         support_text,
         write_table,
     )
+    from learnscope.report.predict_report import write_predict_report
 
     if out is not None:
         check_table_out(out, protect={"recordings": recordings, "model": model})
-    per_layer, per_network, info = predict_recordings(model, recordings, subset=subset)
+        check_table_out(out.with_suffix(".html"), protect={"recordings": recordings, "model": model})
+    table = recordings
+    if is_nwb_input(recordings):
+        table, nwb = recordings_from_nwb(recordings, n_checkpoints=load_model(model)["n_checkpoints"])
+        typer.echo(f"read {len(nwb.get('sessions', []))} NWB sessions from {shown(recordings)}", err=True)
+    res = predict(model, table, subset=subset)
+    info = res.info
     if info["refitted"]:
         recorded, used = info["recording_checkpoints"], info["training_checkpoints_used"]
         if recorded == used:
@@ -186,10 +215,36 @@ def predict_cmd(
     typer.echo(f"model: {info['classifier']} trained on {support_text(info['support'])}")
     if info["unbalanced"]:
         warn(info["unbalanced"])
-    typer.echo(per_network.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown_cols = [c for c in res.networks.columns if c not in ("level", "layer", "group")]
+    typer.echo(res.networks[shown_cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for line in res.summary_lines():
+        typer.echo(line)
     if out is not None:
-        write_table(per_layer, out)
-        typer.echo(f"per-layer probabilities: {shown(out)}")
+        write_table(res.table, out)
+        report = write_predict_report(res, out.with_suffix(".html"))
+        typer.echo(f"probabilities: {shown(out)}; report: {shown(report)}")
+
+
+@app.command("export")
+@friendly_errors
+def export_cmd(
+    store: Path = typer.Argument(..., help="A store written by `identify simulate`."),
+    network: str = typer.Argument(..., help="The network id (see `identify info`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the NWB sessions (one per checkpoint) and mapping.toml."),
+    condition: str = typer.Option("clean", help="The measurement condition to record the activities under."),
+    container: str = typer.Option("Fluorescence", help="Fluorescence or DfOverF (where the ROI series go)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Write a simulated network's probe activities as NWB sessions, a case with known truth for a lab's pipeline
+    (and `identify predict MODEL OUT`)."""
+    from learnscope.cli._common import staged_output
+    from learnscope.fileio import shown, write_marker
+    from learnscope.identify.nwb import export_network
+
+    with staged_output(out, force) as stage:
+        files = export_network(store, network, stage, condition=condition, container=container)
+        write_marker(stage, "identify-export")
+    typer.echo(f"wrote {len([f for f in files if f.suffix == '.nwb'])} NWB sessions and mapping.toml to {shown(out)}")
 
 
 @app.command("classify")
