@@ -29,7 +29,7 @@ from learnscope.bias.config import ExperimentConfig
 from learnscope.bias.distances import SPREADS
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.bias.search import FoundFunction, SearchResult, SearchSettings, meta_train
-from learnscope.domains import Circle, Domain, Sphere, SplitDataset, make_domain
+from learnscope.domains import Circle, Disc, Domain, Sphere, SplitDataset, make_domain
 from learnscope.errors import ConfigError, StoreError
 from learnscope.fileio import atomic_path, shown
 from learnscope.learners.registry import make_learner
@@ -446,6 +446,85 @@ def _verdict(checks: dict[str, dict[str, dict]], warnings: list[str], notes: lis
     }
 
 
+#: Draws of the few-shot MSE of each control function of the theory overlay (the found functions use
+#: ``analysis.gen_draws``); with 20 controls this keeps the overlay within about a second per run.
+THEORY_CONTROL_DRAWS = 50
+#: Test points per task of each control function's few-shot MSE (at most; fewer where the run's n_test is smaller).
+THEORY_CONTROL_TEST_POINTS = 60
+#: Nyström samples of the theory overlay's spectrum for learners that are not a dot-product kernel on the sphere.
+THEORY_NYSTROM_SAMPLES = 800
+
+
+def kernel_type(learner: object, domain: Domain) -> bool:
+    """Whether the eigenlearning overlay covers this learner on this domain: kernel ridge, random-feature ridge and
+    linear ridge without an intercept (their spectra come from :func:`learnscope.theory.spectra.learner_spectrum`),
+    not on a split dataset (whose few-shot tasks are not fresh draws from the domain)."""
+    from learnscope.learners.kernels import KernelRidge
+    from learnscope.learners.random_features import RandomFeatureRidge
+    from learnscope.learners.ridge import Ridge
+
+    if isinstance(learner, Ridge) and learner.bias:  # an unpenalised intercept is not a kernel
+        return False
+    return isinstance(learner, (KernelRidge, RandomFeatureRidge, Ridge)) and not isinstance(domain, SplitDataset)
+
+
+def _has_quadrature(domain: Domain) -> bool:
+    """Whether ``domain.spread_sample`` is a low-discrepancy set (S², the disc, the circle), not random draws."""
+    return isinstance(domain, (Disc, Circle)) or (isinstance(domain, Sphere) and domain.dim == 3)
+
+
+def _theory(result: ExperimentResult, learner_a: object, learner_b: object | None, target: Target | None,
+            all_values: list[np.ndarray], functions_out: list[dict]) -> dict | None:
+    """``metrics["theory"]``: the eigenlearning overlay (:func:`learnscope.theory.overlay.run_overlay`) of a
+    kernel-type run, or None for other learners; ``{"available": False, "reason"}`` where the theory cannot be
+    computed. The controls take the target's marginal (under a spread distance, which has no target: f1's own on the
+    evaluation points, seed 0) and are measured as the found functions are, with :data:`THEORY_CONTROL_DRAWS` draws
+    of at most :data:`THEORY_CONTROL_TEST_POINTS` test points and the first seed's tasks."""
+    cfg, comp = result.config, result.components
+    domain = comp.domain
+    if not kernel_type(learner_a, domain) or (learner_b is not None and not kernel_type(learner_b, domain)):
+        return None
+    from learnscope.errors import LearnscopeError
+    from learnscope.theory.overlay import run_overlay
+
+    an = cfg.analysis
+    n_train = [an.gen_n_train or res.settings.n_train for res in result.functions]
+    n_te = an.gen_n_test or result.functions[0].settings.n_test
+    if target is not None:
+        def quantile(u: np.ndarray) -> np.ndarray:
+            return target.quantile(torch.as_tensor(u, dtype=torch.float64)).numpy()
+    else:
+        reference = np.sort(all_values[0][0])
+
+        def quantile(u: np.ndarray) -> np.ndarray:
+            return np.quantile(reference, u)
+
+    def measure(learner: object) -> Callable[[Callable], float]:
+        return lambda g: measures.generalisation_error(learner, g, domain, n_train[0],
+                                                       min(n_te, THEORY_CONTROL_TEST_POINTS),
+                                                       draws=THEORY_CONTROL_DRAWS, seed=cfg.seeds[0],
+                                                       batch=THEORY_CONTROL_DRAWS)["mse"]
+
+    S = len(cfg.seeds)
+    t0 = time.perf_counter()
+    try:
+        out = run_overlay(
+            learner_a, domain, [[res.function.for_seed(i) for i in range(S)] for res in result.functions], n_train,
+            [[m["gen_mse"] for m in fn["per_seed"]] for fn in functions_out], kind=cfg.kind,
+            measure=measure(learner_a), quantile=quantile, learner_b=learner_b,
+            measured_b=([[m["gen_mse_b"] for m in fn["per_seed"]] for fn in functions_out]
+                        if learner_b is not None else None),
+            measure_b=measure(learner_b) if learner_b is not None else None, seed=cfg.seeds[0],
+            samples=THEORY_NYSTROM_SAMPLES, quadrature=_has_quadrature(domain),
+        )
+    except LearnscopeError as err:
+        return {"available": False, "reason": str(err)}
+    out["available"] = True
+    out["seeds"] = list(cfg.seeds)
+    out["wall_time_s"] = time.perf_counter() - t0
+    return out
+
+
 def measure_functions(result: ExperimentResult) -> None:
     """Fill ``result.metrics`` and ``result.arrays`` with measurements of every found function and seed.
 
@@ -458,6 +537,11 @@ def measure_functions(result: ExperimentResult) -> None:
     Every seed is measured on its own: its values come from its own parameters and its few-shot tasks from its
     own seed's named streams (:data:`learnscope.rng.FEW_SHOT_TASKS`), so its numbers do not depend on the other
     seeds of the run.
+
+    ``metrics["theory"]`` (kernel-type learners, :func:`kernel_type`): the eigenlearning overlay — the theory's
+    ranking of eigenspaces, each function's energy in its predicted eigenspace, predicted vs measured few-shot MSE of
+    the found functions and of random control functions, the optimality ratio, and for a contrast the predicted
+    per-eigenspace ratio (:func:`learnscope.theory.overlay.run_overlay`).
 
     ``metrics["verdict"]``: every labelling checked against simple baselines
     (:func:`~learnscope.bias.verdict.check_labelling`): ``status`` "ok", "diverged" or "collapsed" (the worst over
@@ -570,6 +654,9 @@ def measure_functions(result: ExperimentResult) -> None:
         {"kind": cfg.kind, "seeds": list(cfg.seeds), "title": cfg.title, "functions": functions_out,
          "verdict": _verdict(checks, warnings, notes)}
     )
+    theory = None if split else _theory(result, learner_a, learner_b, target, all_values, functions_out)
+    if theory is not None:
+        result.metrics["theory"] = theory
     if len(all_values) > 1:
         stacked = np.stack(all_values, axis=1)  # (S, k, n_eval)
         overlaps = np.stack([measures.overlap_matrix(stacked[i]) for i in range(S)])

@@ -3,7 +3,10 @@
 The page starts with the run's verdict (``metrics["verdict"]``: a red box with the warnings when the result failed
 its checks against simple baselines, a one-line note when it passed), then the headline numbers, the meta-training
 losses and the found functions: on their domain's map where one exists (S², the disc, the circle), else by their
-dependence on each input x₀, x₁, … (linear-fit weight per input, and f against each input; Fig 7 on S⁴).
+dependence on each input x₀, x₁, … (linear-fit weight per input, and f against each input; Fig 7 on S⁴). Kernel-type
+runs (``metrics["theory"]``) get a "Theory (eigenlearning)" section: the theory's ranking of eigenspaces, each found
+function's energy in its predicted eigenspace, predicted vs measured few-shot MSE with random controls, the search's
+optimality ratio and, for a contrast, the predicted ratio per eigenspace and best contrast.
 """
 
 from __future__ import annotations
@@ -349,6 +352,141 @@ def _function_sections(result: ExperimentResult, out: Path) -> list[str]:
     return parts
 
 
+def _f3(v: float | None) -> str:
+    return "–" if v is None or v != v else f"{v:.3f}"
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or v != v else f"{100 * v:.1f} %"
+
+
+def _range(values: Sequence[float]) -> str:
+    """``0.981–0.995`` (min–max over seeds), or the one value."""
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return "–"
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:.3g}" if np.isclose(lo, hi, rtol=1e-3) else f"{lo:.3g}–{hi:.3g}"
+
+
+def _assignment_rows(theory: Mapping, names: Mapping[int, str]) -> list[list]:
+    rows = []
+    for a in theory.get("assignment") or []:
+        if a["ill_posed"]:
+            tied = ", ".join(names.get(level, str(level)) for level in a["tied_levels"])
+            verdict = (f"ill-posed: tied with a neighbour (gap {_pct(a['gap'])}); the theory only says “in {tied}”, "
+                       f"energy there {_range(a['energy_tied'])}")
+        else:
+            verdict = "yes" if a["meets_bar"] else "no"
+        rows.append([f"f{a['index']}", a["label"], _range(a["energy"]), verdict])
+    return rows
+
+
+def _theory_section(result: ExperimentResult, out: Path) -> list[str]:
+    """The eigenlearning overlay (``metrics["theory"]``): what theory predicts for this learner beside what the search
+    found. Empty for learners the theory does not cover."""
+    from learnscope.report import theory_figures
+
+    theory = result.metrics.get("theory")
+    if not isinstance(theory, Mapping):
+        return []
+    if not theory.get("available"):
+        return [H.muted(f"No theory overlay for this run: {theory.get('reason', 'not available')}.")]
+    cfg = result.config
+    contrast = "contrast" in theory
+    spectrum = theory["spectrum"]
+    how = ("the Funk–Hecke formula, exact for a rotation-invariant kernel on the sphere" if spectrum["kind"] ==
+           "funk_hecke" else f"a Nyström estimate from {spectrum.get('samples')} "
+           + ("evenly spread domain points" if spectrum.get("quadrature") else "random domain samples"))
+    parts = [H.paragraph(
+        "Eigenlearning (Simon et al. 2021/2023) predicts a kernel learner's few-shot behaviour in closed form from its "
+        f"kernel's eigenvalues (here by {how}). With n = {theory['n']} training points and ridge δ = "
+        f"{theory['ridge']:g} (added to the Gram matrix, not scaled by n) it gives the effective regularisation "
+        f"κ = {theory['kappa']:.3g}, the learnability L = λ/(λ + κ) of each eigenspace and the overfitting factor "
+        f"E₀ = {theory['e0']:.3g}; a function's predicted test MSE is E₀ Σ (1 − L)² v², v² its energy per "
+        "eigenspace." + (" For learner A." if contrast else ""))]
+    png = theory_figures.theory_overlay(theory, out / "theory.png", cfg.seeds, bar=theory["thresholds"]["energy_bar"])
+    middle = ("middle: the predicted MSE ratio B/A of a unit-variance function in each eigenspace, grey where both "
+              "learners learn it well, the dashed line the found function's measured ratio (median over seeds)"
+              if contrast else "middle: each found function's energy in the eigenspace the theory assigns it, one "
+                               "dot per seed (hollow, and * on the axis: ill-posed, the energy in the tied "
+                               "eigenspaces), dashed: the bar")
+    parts.append(H.figure(png, "Left: the theory's ranking of the non-constant eigenspaces (×: their dimension); "
+                               f"{middle}; right: predicted against measured few-shot MSE of the found functions and "
+                               "of the random control functions (black line: equal)."))
+    rows = [[r["rank"], r["label"], r["eigenvalue"], r["multiplicity"], r.get("learnability"), r.get("unit_mse"),
+             _pct(r["gap_to_next"]) + (" (tied)" if r.get("tied_with_next") else "")]
+            for r in theory["eigenspaces"][:8]]
+    parts.append(H.table(["rank", "eigenspace", "eigenvalue λ", "dimension", "learnability L",
+                          "predicted MSE of a unit function", "gap to the next"], rows))
+    gap = theory["thresholds"]["ill_posed_gap"]
+    names = {r["level"]: r["label"] for r in theory["eigenspaces"]}
+    if theory.get("assignment"):
+        parts.append(H.table(["function", "predicted eigenspace", "energy in it (over seeds)",
+                              f"≥ {theory['thresholds']['energy_bar']:g}?"], _assignment_rows(theory, names)))
+        parts.append(H.muted(
+            "The theory puts fⱼ in the j-th most learnable non-constant eigenspace, counting dimensions (constants "
+            f"are excluded by the target distribution). Two eigenspaces whose eigenvalues differ by less than "
+            f"{gap:.0%} (or, estimated by Nyström, by less than three combined standard errors) are tied: which of "
+            "them fⱼ lies in is then ill-posed, and only the energy in the tied eigenspaces together tests the "
+            "theory."))
+    mse = theory["mse"]
+    n_ctrl = len(mse.get("controls", []))
+    parts.append(H.paragraph(
+        f"Predicted against measured few-shot MSE, {len(mse['found'])} found functions (all seeds) and {n_ctrl} random "
+        "control functions with the same marginal (random smooth functions mapped to the target distribution by "
+        f"their ranks): Spearman ρ = {_f3(mse['spearman'])}, median |predicted / measured − 1| = "
+        f"{_f3(mse['median_relative_error'])} (the theory is asymptotic in n; expect the magnitudes to be off by "
+        "tens of percent at a few training points, the order to hold)."))
+    if isinstance(theory.get("learner"), Mapping) and theory["learner"].get("name") == "random_features":
+        k = theory["learner"].get("features")
+        parts.append(H.paragraph(
+            f"The spectrum is that of the random features' K → ∞ kernel: the prediction leaves out the fluctuation "
+            f"of the K = {k} features actually drawn, which matters most where n is not small against K (here n = "
+            f"{theory['n']}).", note=True))
+    opt = theory.get("optimality")
+    if opt:
+        parts.append(H.paragraph(
+            f"Optimality ratio of the search (measured few-shot MSE of f1 over the theory's least MSE for a function "
+            f"of its variance, E₀ (1 − L_top)² = {opt['min_unit_mse']:.3g} per unit variance), per seed: "
+            f"{', '.join(f'{v:.3g}' for v in opt['ratio'])}"
+            + (f" (the theory's own prediction for f1 over that minimum: "
+               f"{', '.join(f'{v:.3g}' for v in opt['predicted_ratio'])})" if opt.get("predicted_ratio") else "")
+            + ". A ratio near 1 means the search reached the most learnable eigenspace; well above 1, f1 has some "
+            "energy in less learnable eigenspaces (the theory's own ratio is then large too), or the theory's "
+            "magnitudes are off at this n."))
+    if contrast:
+        parts += _theory_contrast(theory)
+    return parts
+
+
+def _theory_contrast(theory: Mapping) -> list[str]:
+    c = theory["contrast"]
+    if not c.get("available"):
+        return [H.muted(f"No predicted contrast: {c.get('reason')}.")]
+    b = theory.get("learner_b", {})
+    rows = [[r["label"], r["unit_mse_a"], r["unit_mse_b"], r["ratio_b_over_a"], "yes" if r["shared_easy"] else ""]
+            for r in c["per_eigenspace"][:8]]
+    parts = [H.table(["eigenspace", "predicted MSE, A", "predicted MSE, B", "ratio B/A", "both learn it well"], rows)]
+    best, found = c.get("best"), c.get("found") or {}
+    text = [f"Learner B: κ = {_fmt(b.get('kappa'))}, E₀ = {_fmt(b.get('e0'))}."]
+    easy = c["thresholds"]["shared_easy_unit_mse"]
+    text.append("Predicted best contrast (outside the eigenspaces both learn well, predicted MSE ≤ "
+                f"{easy:g} per unit variance): " + (f"{best['label']}, ratio B/A {best['ratio']:.3g}." if best else
+                                                    "none."))
+    if found:
+        comp = found["composition"][0] if found["composition"] else {}
+        top = [kv for kv in sorted(comp.items(), key=lambda kv: -kv[1])[:3] if kv[1] >= 0.005]
+        text.append("The found function (first seed) is " + ", ".join(f"{k} {v:.0%}" for k, v in top)
+                    + f"; predicted ratio B/A {_range(found['predicted_ratio'])}, measured "
+                    f"{_range(found.get('measured_ratio', []))} over seeds.")
+    parts.append(H.paragraph(" ".join(text)))
+    if found.get("note"):
+        parts.append(H.paragraph("Caution: " + found["note"] + ".", note=True))
+    return parts
+
+
 def write_report(result: ExperimentResult, out: Path) -> Path:
     """Draw every figure of the run into ``out`` and write ``out/report.html``; returns its path."""
     cfg, comp, metrics = result.config, result.components, result.metrics
@@ -412,6 +550,10 @@ def write_report(result: ExperimentResult, out: Path) -> Path:
             ("Spectrum", [H.figure(png, f"Fraction of ‖f‖² per {what}, one bar per seed (last bar, “>”: all higher "
                                         f"{what}s).")])
         )
+
+    theory = _theory_section(result, out)
+    if theory:
+        sections.append(("Theory (eigenlearning)", theory))
 
     if "overlap" in result.arrays:
         labels = [f"f{k + 1}" for k in range(len(funcs))]
