@@ -13,6 +13,7 @@ from torch import Tensor
 from learnscope.circuits.protocol import default_uniform_init
 from learnscope.errors import ConfigError, ShapeError
 from learnscope.learners.base import GeneratorLike, LearnerBase, described, generator_blocks, validate_fit_inputs
+from learnscope.learners.meta_gradient import Unrolled, make_meta_gradient, run_unrolled
 from learnscope.learners.unroll import gather_rows
 from learnscope.plasticity.rules import RULES
 from learnscope.validation import check_positive, check_positive_int
@@ -59,6 +60,9 @@ class ModuleLearner(LearnerBase):
     rule : ``"backprop"`` / ``"sgd"`` only.
     steps, lr, batch_size : as in :class:`~learnscope.learners.trained.CircuitLearner`.
     init : ``None`` (the default above) or ``init(name, shape, generator, dtype) -> Tensor`` for one member.
+    meta_gradient, segment, truncate : the meta-gradient estimator (``"full"``, ``"checkpointed"``,
+        ``"truncated"``; see :class:`~learnscope.learners.trained.CircuitLearner`); ``"implicit"`` needs a weight
+        decay this learner does not have.
     """
 
     name = "trained_module"
@@ -72,6 +76,9 @@ class ModuleLearner(LearnerBase):
         lr: float = 0.025,
         batch_size: int | None = None,
         init: Callable[[str, tuple[int, ...], torch.Generator, torch.dtype], Tensor] | None = None,
+        meta_gradient: str = "full",
+        segment: int | None = None,
+        truncate: int | None = None,
     ):
         if not isinstance(module, torch.nn.Module):
             raise ConfigError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -88,6 +95,11 @@ class ModuleLearner(LearnerBase):
         if init is not None and not callable(init):
             raise ConfigError("init must be None or a callable init(name, shape, generator, dtype) -> Tensor")
         self.init = init
+        if meta_gradient == "implicit":
+            raise ConfigError("meta_gradient = 'implicit' needs a characterised fixed point (full-batch GD with weight "
+                              "decay), which ModuleLearner does not train to; use 'checkpointed' or a CircuitLearner")
+        self.meta_gradient, self.segment, self.truncate = meta_gradient, segment, truncate
+        self._mg = make_meta_gradient(meta_gradient, self.steps, segment, truncate)
 
     def _custom(self, name: str, shape: tuple[int, ...], g: torch.Generator, size: int, dtype) -> Tensor:
         t = torch.stack([self.init(name, shape, g, dtype) for _ in range(size)])
@@ -160,13 +172,23 @@ class ModuleLearner(LearnerBase):
             return (out_fn(p, x) - y).pow(2).mean()
 
         step_grad = vmap(grad(loss_fn))
-        if idx is not None:
-            xs, ys = gather_rows(x_train, idx), gather_rows(y_train, idx)
-        for t in range(self.steps):
-            xb, yb = (x_train, y_train) if idx is None else (xs[:, t], ys[:, t])
-            g = step_grad(params, xb, yb)
-            params = {k: torch.add(v, g[k], alpha=-self.lr) for k, v in params.items()}
-        return vmap(out_fn)(params, x_test)
+        lr = self.lr
+
+        def run(carry: dict[str, Tensor], xtr: Tensor, ytr: Tensor, t0: int, t1: int, graph: bool):
+            if idx is not None:
+                window = idx[:, t0:t1]
+                xs, ys = gather_rows(xtr, window), gather_rows(ytr, window)
+            for t in range(t1 - t0):
+                xb, yb = (xtr, ytr) if idx is None else (xs[:, t], ys[:, t])
+                g = step_grad(carry, xb, yb)
+                carry = {k: torch.add(v, g[k], alpha=-lr) for k, v in carry.items()}
+                if not graph:
+                    carry = {k: v.detach() for k, v in carry.items()}
+            return carry
+
+        u = Unrolled(params, self.steps, run, lambda carry, xte: vmap(out_fn)(carry, xte))
+        graph = torch.is_grad_enabled() and any(t.requires_grad for t in (x_train, y_train, x_test, *params.values()))
+        return run_unrolled(u, x_train, y_train, x_test, self._mg, graph)[0]
 
     def _describe_param(self, key: str, value: Any) -> Any:
         """The module by its repr (a module cannot be rebuilt from a description); ``init`` None as "default"."""

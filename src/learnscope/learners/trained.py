@@ -4,9 +4,10 @@ Every call of ``fit_predict`` draws B fresh learners (one per batch element: ``c
 and the circuit's fixed randomness such as a connectivity mask —, the rule's feedback matrices, minibatch
 indices, per-point input noise), trains member b for ``steps`` updates on ``(x_train[b], y_train[b])`` and
 predicts ``x_test[b]``. The B learners are one ensemble (parameters with a leading axis E = B) trained in batched
-tensor ops by the one engine of :mod:`learnscope.learners.unroll`. Nothing is detached: the prediction is a
-differentiable function of ``y_train`` through the whole unrolled run (bias-spec §1.2 "Neural learners":
-MAML-style second-order meta-gradient, w.r.t. the labels).
+tensor ops by the one engine of :mod:`learnscope.learners.unroll`. By default nothing is detached: the prediction
+is a differentiable function of ``y_train`` through the whole unrolled run (bias-spec §1.2 "Neural learners":
+MAML-style second-order meta-gradient, w.r.t. the labels); ``meta_gradient`` picks an estimator with bounded
+memory instead (:mod:`learnscope.learners.meta_gradient`).
 
 Plain gradient descent on the mean squared error (the paper's learner) is ``rule="sgd"`` (alias
 ``"backprop"``):
@@ -34,7 +35,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from learnscope.circuits.base import Circuit
@@ -45,6 +45,7 @@ from learnscope.circuits.sparse import SCHEMES, MushroomBody
 from learnscope.circuits.spiking import SpikingLIF
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.learners.base import GeneratorLike, LearnerBase, described, validate_fit_inputs
+from learnscope.learners.meta_gradient import make_meta_gradient
 from learnscope.learners.module_learner import PLAIN_GD, ModuleLearner, Trained, check_batch_size  # noqa: F401
 from learnscope.learners.unroll import (
     Fitted,
@@ -104,9 +105,20 @@ class CircuitLearner(LearnerBase):
         circuit without fixed randomness, the parameter list with an ensemble axis.
     optimiser : ``"sgd"`` (default: plain updates ``θ ← θ − ηg``), ``"momentum"`` or ``"adam"``; ``None`` keeps
         the named rule's own optimiser (momentum for ``fa``, ``ss``, …).
+    meta_gradient : how the prediction is differentiated w.r.t. the data (:mod:`learnscope.learners.meta_gradient`):
+        ``"full"`` (autograd through every step; memory ∝ ``steps``), ``"checkpointed"`` (exact; keeps the carry
+        every ``segment`` steps and recomputes one segment at a time in the backward pass: memory ∝
+        steps/segment + segment, time ≈ one more forward pass), ``"truncated"`` (through the last ``truncate``
+        steps only — **biased**: the paths through earlier updates are dropped) or ``"implicit"`` (the implicit
+        function theorem at the fixed point of full-batch gradient descent with weight decay > 0, conjugate
+        gradients on Hessian–vector products; raises if the run ends with a gradient norm above ``tol``).
+    segment : checkpointed segment length (default ⌈√steps⌉). truncate : K of ``"truncated"``.
+    cg_iters, tol : the implicit estimator's CG iteration cap and tolerance (relative CG residual, and the largest
+        per-member ‖∇θL‖ accepted as converged).
 
     ``fit_predict(x_train (B, n, d), y_train (B, n), x_test (B, m, d), generator=...) -> (B, m)``: see
-    :mod:`learnscope.learners.unroll` for what is drawn and in which order. Memory grows linearly with ``steps``.
+    :mod:`learnscope.learners.unroll` for what is drawn and in which order. With ``"full"`` memory grows linearly
+    with ``steps`` (:func:`learnscope.learners.memory.estimate_peak_memory` estimates it).
     """
 
     name = "trained"
@@ -121,6 +133,11 @@ class CircuitLearner(LearnerBase):
         batch_size: int | None = None,
         init: str | Callable = "default",
         optimiser: str | None = "sgd",
+        meta_gradient: str = "full",
+        segment: int | None = None,
+        truncate: int | None = None,
+        cg_iters: int = 100,
+        tol: float = 1e-6,
     ):
         self.circuit = dict(DEFAULT_CIRCUIT) if circuit is None else circuit
         self.steps = check_positive_int("steps", steps)
@@ -137,6 +154,11 @@ class CircuitLearner(LearnerBase):
         if optimiser is not None:
             overrides["optimiser"] = optimiser
         self._rule = make_rule(self.rule, **overrides)
+        self.meta_gradient, self.segment, self.truncate = meta_gradient, segment, truncate
+        self.cg_iters, self.tol = cg_iters, tol
+        self._mg = make_meta_gradient(meta_gradient, self.steps, segment, truncate, cg_iters, tol)
+        if meta_gradient == "implicit":
+            self._check_implicit()
         self._circuits: dict[int, FunctionalCircuit] = {}
         # build now when the spec fixes the input dimension (catches config errors early)
         if not isinstance(self.circuit, Mapping) or "sizes" in self.circuit or "in_shape" in self.circuit:
@@ -149,6 +171,23 @@ class CircuitLearner(LearnerBase):
         if c.n_out != 1:
             raise ConfigError(f"a learner predicts one number per point; the circuit has n_out={c.n_out}")
         self._rule.check_circuit(c)
+        if self.meta_gradient == "implicit" and isinstance(c, SpikingLIF):
+            raise ConfigError("meta_gradient = 'implicit' is not for the LIF network: its surrogate-gradient updates "
+                              "do not descend a loss; use 'checkpointed'")
+
+    def _check_implicit(self) -> None:
+        """The implicit estimator needs a characterised fixed point: ∇θ[MSE + λ‖θ‖²/2] = 0 reached by full-batch
+        gradient descent (transport backprop) with weight decay λ > 0."""
+        rule = self._rule
+        if rule.transport != "backprop":
+            raise ConfigError(f"meta_gradient = 'implicit' needs updates that descend a loss (transport backprop), got "
+                              f"transport {rule.transport!r}; use 'checkpointed'")
+        if not rule.weight_decay > 0:
+            raise ConfigError("meta_gradient = 'implicit' needs weight decay > 0 for a unique fixed point: pass e.g. "
+                              "rule={'name': 'sgd', 'weight_decay': 0.01}")
+        if self.batch_size is not None:
+            raise ConfigError("meta_gradient = 'implicit' needs full-batch training (batch_size = None): minibatch "
+                              "updates have no fixed point")
 
     def circuit_for(self, d: int) -> FunctionalCircuit:
         """The circuit used for inputs of dimension d (built from the spec on first use)."""
@@ -163,6 +202,17 @@ class CircuitLearner(LearnerBase):
                 raise ShapeError(f"the circuit takes inputs of dimension {have}, got x with d={d}")
             self._circuits[d] = c
         return self._circuits[d]
+
+    def _fixed_point_gradient(self, c: FunctionalCircuit) -> Callable:
+        """``(θ, x, y, fixed) -> ∇θ Σ_e [MSE_e + λ‖θ_e‖²/2]``: the exact gradient the implicit estimator's fixed
+        point zeroes (the circuit's ``loss_grads`` with a graph, plus the rule's weight decay ``λθ``)."""
+        wd = self._rule.weight_decay
+
+        def gradient(theta, x, y, fixed):
+            g = c.loss_grads(theta, x, y, fixed or None, create_graph=True, with_loss=False)[0]
+            return [gi + wd * p for gi, p in zip(g, theta, strict=True)]
+
+        return gradient
 
     def _trainer(self, c: FunctionalCircuit, graph: bool) -> Trainer:
         """The dense fast path (MLP, plain GD); the circuit's own gradients under plain GD (every circuit but the
@@ -193,10 +243,10 @@ class CircuitLearner(LearnerBase):
         """
         validate_fit_inputs(x_train, y_train, x_test)
         c = self.circuit_for(x_train.shape[2])
-        graph = torch.is_grad_enabled() and any(t.requires_grad for t in (x_train, y_train, x_test))
         draw = c.draw if self.init == "default" else _members(self.init)
-        pred, fitted = unroll(c, self._trainer(c, graph), draw, x_train, y_train, x_test, generator, self.steps,
-                              self.batch_size)
+        fixed_point = self._fixed_point_gradient(c) if self.meta_gradient == "implicit" else None
+        pred, fitted = unroll(c, lambda graph: self._trainer(c, graph), draw, x_train, y_train, x_test, generator,
+                              self.steps, self.batch_size, self._mg, fixed_point)
         return (pred, fitted) if return_fitted else pred
 
     # -------------------------------------------------------------- description
@@ -209,7 +259,8 @@ class CircuitLearner(LearnerBase):
 
 # ---------------------------------------------------------------- presets
 
-_TRAINING_ARGUMENTS = ("steps", "lr", "batch_size", "rule")
+_META_ARGUMENTS = ("meta_gradient", "segment", "truncate", "cg_iters", "tol")
+_TRAINING_ARGUMENTS = ("steps", "lr", "batch_size", "rule", *_META_ARGUMENTS)
 
 
 def _circuit_arguments(preset: CircuitLearner) -> dict[str, Any]:
@@ -241,7 +292,12 @@ class MushroomBodyLearner(CircuitLearner):
         steps: int = 50,
         lr: float = 0.05,
         batch_size: int | None = 30,
-        rule: str = "sgd",
+        rule: str | Mapping[str, Any] = "sgd",
+        meta_gradient: str = "full",
+        segment: int | None = None,
+        truncate: int | None = None,
+        cg_iters: int = 100,
+        tol: float = 1e-6,
     ):
         self.n_inputs = n_inputs
         self.n_hidden = n_hidden
@@ -256,7 +312,8 @@ class MushroomBodyLearner(CircuitLearner):
             del spec["n_inputs"]  # taken from the data at the first call
         else:
             MushroomBody(**spec)  # validate now
-        super().__init__({"circuit": "mushroom_body", **spec}, rule=rule, steps=steps, lr=lr, batch_size=batch_size)
+        super().__init__({"circuit": "mushroom_body", **spec}, rule=rule, steps=steps, lr=lr, batch_size=batch_size,
+                         meta_gradient=meta_gradient, segment=segment, truncate=truncate, cg_iters=cg_iters, tol=tol)
 
 
 class SpikingLearner(CircuitLearner):
@@ -289,6 +346,9 @@ class SpikingLearner(CircuitLearner):
         readout: str = "mean",
         detach_reset: bool = False,
         rule: str = "sgd",
+        meta_gradient: str = "full",
+        segment: int | None = None,
+        truncate: int | None = None,
     ):
         self.n_hidden = n_hidden
         self.t_sim = t_sim
@@ -302,9 +362,13 @@ class SpikingLearner(CircuitLearner):
         self.tau_mem = tau_mem
         self.readout = readout
         self.detach_reset = detach_reset
+        if meta_gradient == "implicit":
+            raise ConfigError("meta_gradient = 'implicit' is not for the LIF network: its surrogate-gradient updates "
+                              "do not descend a loss; use 'checkpointed'")
         spec = _circuit_arguments(self)
         SpikingLIF(**spec)  # validate now
-        super().__init__({"circuit": "lif", **spec}, rule=rule, steps=steps, lr=lr, batch_size=batch_size)
+        super().__init__({"circuit": "lif", **spec}, rule=rule, steps=steps, lr=lr, batch_size=batch_size,
+                         meta_gradient=meta_gradient, segment=segment, truncate=truncate)
 
 
 

@@ -18,6 +18,12 @@ parameters), the trainer's state (the rule's feedback matrices), the minibatch i
 batch_size)`` and the per-point fixed randomness (``circuit.draw_per_point``: train rows, then test rows) of its
 block of the batch — so one seed's learners do not depend on what else shares the batch. The blocks are joined
 with one ``tree_map``.
+
+After the draws the run is deterministic (:func:`prepare_unroll` returns it as a
+:class:`~learnscope.learners.meta_gradient.Unrolled`: carry ``(params, state)``, ``run(carry, x, y, t0, t1, graph)``
+the one per-step loop, the readout), and :func:`~learnscope.learners.meta_gradient.run_unrolled` differentiates it
+by the chosen estimator (full, checkpointed, truncated, implicit). A whole-unroll ``autograd.Function`` with its own
+reverse pass plugs in as ``Unrolled.run_full`` (used by ``"full"``).
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from torch import Tensor
 from learnscope.circuits.mlp import ACTIVATIONS, MLP
 from learnscope.circuits.protocol import Fixed, FunctionalCircuit, Members
 from learnscope.learners.base import GeneratorLike, generator_blocks
+from learnscope.learners.meta_gradient import FixedPoint, MetaGradient, Unrolled, run_unrolled
 from learnscope.plasticity.optimisers import Optimiser
 from learnscope.plasticity.rules import Rule, mse_loss
 
 Params = list[Tensor]
 Draw = Callable[[torch.Generator, int, torch.dtype], Members]
+FULL = MetaGradient("full")
 
 
 class Trainer(NamedTuple):
@@ -182,7 +190,7 @@ def _join(*parts: Any) -> Any:
 
 def unroll(
     circuit: FunctionalCircuit,
-    trainer: Trainer,
+    trainer: Trainer | Callable[[bool], Trainer],
     draw: Draw,
     x_train: Tensor,
     y_train: Tensor,
@@ -190,25 +198,59 @@ def unroll(
     generator: GeneratorLike,
     steps: int,
     batch_size: int | None,
+    meta_gradient: MetaGradient = FULL,
+    fixed_point: Callable[[Params, Tensor, Tensor, Fixed], Params] | None = None,
 ) -> tuple[Tensor, Fitted]:
     """Train B fresh members on ``(x_train (B, n, d), y_train (B, n))``, predict ``x_test (B, m, d)`` -> ``(B, m)``.
 
+    trainer : a :class:`Trainer`, or ``graph -> Trainer`` (needed by the estimators that run some steps without a
+        graph and some with one: ``"checkpointed"``, ``"truncated"``, ``"implicit"``).
     draw : ``(generator, size, dtype) -> Members`` (the circuit's ``draw`` or a custom initialiser).
     steps, batch_size : ``steps`` updates on the full training set (``batch_size`` None) or on ``batch_size``
         indices drawn uniformly with replacement per update. The inputs are read as ``(B, n, *in_shape)``.
+    meta_gradient : the estimator of the meta-gradient (:mod:`learnscope.learners.meta_gradient`); a graph is
+        built only when grad mode is on and an input requires grad.
+    fixed_point : for ``"implicit"``: the loss gradient the trainer follows, ``(params (circuit layout), x, y, fixed)
+        -> ∇_θ Σ_e L_e`` (differentiable to second order).
     Returns the predictions and the :class:`Fitted` record.
     """
+    problem = prepare_unroll(circuit, trainer, draw, x_train, y_train, x_test, generator, steps, batch_size,
+                             fixed_point)
+    graph = torch.is_grad_enabled() and any(t.requires_grad for t in (x_train, y_train, x_test))
+    u, initial, fixed, xtr, ytr, xte = problem
+    pred, (params, state) = run_unrolled(u, xtr, ytr, xte, meta_gradient, graph)
+    trainer_ = trainer(graph) if not isinstance(trainer, Trainer) else trainer
+    return pred, Fitted(circuit, trainer_.to_circuit(initial), trainer_.to_circuit(params), fixed, state)
+
+
+def prepare_unroll(
+    circuit: FunctionalCircuit,
+    trainer: Trainer | Callable[[bool], Trainer],
+    draw: Draw,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    generator: GeneratorLike,
+    steps: int,
+    batch_size: int | None,
+    fixed_point: Callable[[Params, Tensor, Tensor, Fixed], Params] | None = None,
+) -> tuple[Unrolled, Params, Fixed, Tensor, Tensor, Tensor]:
+    """Make every random draw of one :func:`unroll` call and return the deterministic run that is left:
+    ``(Unrolled, initial params (trainer layout), fixed, x_train, y_train, x_test)`` (inputs reshaped to
+    ``(B, n, *in_shape)``). The carry is ``(params, trainer state)``."""
+    make = (lambda graph: trainer) if isinstance(trainer, Trainer) else trainer
     B, n = x_train.shape[:2]
     m = x_test.shape[1]
     dtype, dev = x_train.dtype, x_train.device
     if tuple(x_train.shape[2:]) != tuple(circuit.in_shape):
         x_train = x_train.reshape(B, n, *circuit.in_shape)
         x_test = x_test.reshape(B, m, *circuit.in_shape)
+    first = make(False)
     blocks = []
     for g, size in generator_blocks(generator, B):
         params, fixed = draw(g, size, dtype)
-        params = trainer.to_trainer(params)
-        state = trainer.init(params, g)
+        params = first.to_trainer(params)
+        state = first.init(params, g)
         idx = None
         if batch_size is not None:
             idx = torch.randint(n, (size, steps, batch_size), generator=g, device=g.device)
@@ -218,16 +260,33 @@ def unroll(
     params, fixed, state, idx, points_train, points_test = pytree.tree_map(
         lambda t: t.to(dev) if isinstance(t, Tensor) else t, joined
     )
-    initial = params
-    if idx is not None:
-        xs, ys = gather_rows(x_train, idx), gather_rows(y_train, idx)  # (B, steps, k, …), (B, steps, k)
-        points_train = {k: gather_rows(v, idx) for k, v in points_train.items()}
-    for t in range(steps):
-        if idx is None:
-            xb, yb, pts = x_train, y_train, points_train
-        else:
-            xb, yb, pts = xs[:, t], ys[:, t], {k: v[:, t] for k, v in points_train.items()}
-        params, state = trainer.step(params, state, xb, yb, {**fixed, **pts})
-    trained = trainer.to_circuit(params)
-    pred = circuit.forward(trained, x_test, {**fixed, **points_test})[..., 0]
-    return pred, Fitted(circuit, trainer.to_circuit(initial), trained, fixed, state)
+    trainers = {False: first, True: make(True)}
+
+    def run(carry, xtr: Tensor, ytr: Tensor, t0: int, t1: int, graph: bool):
+        # the one per-step loop; a whole-unroll autograd.Function can take its place through Unrolled.run_full
+        params, state = carry
+        step = trainers[graph].step
+        if idx is not None:  # this window's minibatches, gathered at once: (B, t1 - t0, k, …)
+            window = idx[:, t0:t1]
+            xs, ys = gather_rows(xtr, window), gather_rows(ytr, window)
+            pts_w = {k: gather_rows(v, window) for k, v in points_train.items()}
+        for t in range(t1 - t0):
+            if idx is None:
+                xb, yb, pts = xtr, ytr, points_train
+            else:
+                xb, yb, pts = xs[:, t], ys[:, t], {k: v[:, t] for k, v in pts_w.items()}
+            params, state = step(params, state, xb, yb, {**fixed, **pts})
+        return params, state
+
+    to_circuit = first.to_circuit
+
+    def readout(carry, xte: Tensor) -> Tensor:
+        return circuit.forward(to_circuit(carry[0]), xte, {**fixed, **points_test})[..., 0]
+
+    fp = None
+    if fixed_point is not None:
+        fp = FixedPoint(lambda carry: to_circuit(carry[0]),
+                        lambda theta, xtr, ytr: fixed_point(theta, xtr, ytr, {**fixed, **points_train}),
+                        lambda theta, xte: circuit.forward(theta, xte, {**fixed, **points_test})[..., 0])
+    u = Unrolled((params, state), steps, run, readout, fp)
+    return u, params, fixed, x_train, y_train, x_test
