@@ -17,12 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.machine import machine_info
 from learnscope.bias.config import load_config
 from learnscope.bias.experiment import build_components
 from learnscope.bias.search import meta_train, override
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: the authors' per-step range (baseline-original.md, "Speed"): measured on ANOTHER machine, so never divided by ours
 AUTHORS = {"fig7_mushroom_random": [117, 144], "fig8_backprop_mlp": [131, 199]}
+AUTHORS_MACHINE = "2 vCPU Intel Xeon VM (baseline-original.md, 'Speed', 1 thread); measured elsewhere, no ratio"
+#: side by side on one machine (baseline-original.md, "Re-measured ... side by side", learnscope at 4c5d8bd)
+SIDE_BY_SIDE = {"machine": "AMD EPYC (Zen 5) VM, 1 thread", "learnscope_commit": "4c5d8bd",
+                "fig7_mushroom_random": {"authors_ms": 78.6, "learnscope_ms": 10.6, "speedup": 7.4},
+                "fig8_backprop_mlp": {"authors_ms": 110.0, "learnscope_ms": 55.0, "speedup": 2.1}}
 
 
 def _ms_per_step(name: str, learners: int, steps: int = 20, skip: int = 3) -> float:
@@ -70,9 +77,10 @@ def largest_ensemble(name: str, budget_gib: float = MEMORY_BUDGET_GIB, start: in
 
 def run() -> dict:
     torch.set_num_threads(1)
-    out: dict = {"threads": 1, "cases": {}}
+    out: dict = {"machine": machine_info(), "threads": 1, "authors_machine": AUTHORS_MACHINE,
+                 "side_by_side_reference": SIDE_BY_SIDE, "cases": {}}
     for name, authors in AUTHORS.items():
-        case: dict = {"authors_ms_per_step": authors}
+        case: dict = {"authors_ms_per_step_measured_elsewhere": authors}
         for learners in (1, 8, 32):
             ms = _ms_per_step(name, learners, steps=20 if learners < 32 else 10)
             case[f"{learners}_learners"] = {"ms_per_step": ms, "ms_per_learner": ms / learners}
@@ -87,7 +95,8 @@ if __name__ == "__main__":
     for name, case in run()["cases"].items():
         cells = ", ".join(f"{k}: {v['ms_per_step']:.1f} ms/step ({v['ms_per_learner']:.1f} per learner)"
                           for k, v in case.items() if k.endswith("learners"))
-        print(f"{name}: {cells}; authors {case['authors_ms_per_step']} ms/step")
+        authors = case["authors_ms_per_step_measured_elsewhere"]
+        print(f"{name}: {cells}; authors (another machine, no ratio) {authors} ms/step")
         big = case["memory"]["largest"]
         if big:
             print(f"  largest ensemble in {case['memory']['budget_gib']} GiB: {big['learners']} learners "

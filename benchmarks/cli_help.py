@@ -6,8 +6,6 @@ Writes benchmarks/results/cli_help.json: the best of ``REPEATS`` runs per comman
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -16,6 +14,8 @@ from pathlib import Path
 COMMANDS = ([], ["bias"], ["bias", "run"], ["identify"], ["identify", "simulate"], ["identify", "classify"], ["demo"])
 REPEATS = 5
 OUT = Path(__file__).resolve().parent / "results" / "cli_help.json"
+
+from benchmarks.machine import machine_info  # noqa: E402
 
 
 def run() -> dict:
@@ -29,8 +29,7 @@ def run() -> dict:
             best = min(best, time.perf_counter() - t0)
         timings[" ".join(["learnscope", *words, "--help"])] = round(best, 3)
     record = {"what": f"wall time of --help as a fresh process, best of {REPEATS}; goal < 0.5 s",
-              "seconds": timings, "python": platform.python_version(), "machine": platform.machine(),
-              "cpu_count": os.cpu_count()}
+              "seconds": timings, "machine": machine_info()}
     OUT.write_text(json.dumps(record, indent=2) + "\n")
     return record
 

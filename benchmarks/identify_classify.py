@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+from benchmarks.machine import machine_info  # noqa: E402
 from learnscope.identify.classify import run_all
 from learnscope.report.identify_report import write_report
 from learnscope.results import write_run_dir
@@ -31,6 +32,7 @@ def run(classifiers: tuple[str, ...] = ("rf", "hgb")) -> dict:
     wall = time.perf_counter() - t0  # the analyses and their output, as `identify classify` runs them
     main = results["main_table"]
     out = {
+        "machine": machine_info(),
         "goal": "full analysis of tier 1 with reduced grids <= 10 min on 2 cores",
         "store": str(STORE.relative_to(ROOT)), "classifiers": list(classifiers), "grid": "reduced", "n_splits": 10,
         "wall_s": wall, "timing": results.get("timing"),

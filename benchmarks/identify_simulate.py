@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from benchmarks.machine import machine_info  # noqa: E402
 from learnscope.identify.grid import expand, load_grid
 from learnscope.identify.simulation import simulate
 from learnscope.identify.store import Store
@@ -42,7 +43,7 @@ def measure(config: str, jobs: int) -> dict:
 
 def run(tiers: tuple[str, ...] = ("identify_tier0", "identify_tier1")) -> dict:
     jobs = min(2, os.cpu_count() or 1)
-    out = {"goal": "tier 1 (288 MLPs, 21 checkpoints, 7 conditions) <= 10 min on 2 cores",
+    out = {"machine": machine_info(), "goal": "tier 1 (288 MLPs, 21 checkpoints, 7 conditions) <= 10 min on 2 cores",
            "reference": "toy reference ~5 s per network per core (identify-spec 7.2)",
            "cases": [measure(t, jobs) for t in tiers]}
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -424,3 +424,92 @@ def test_input_validation():
         sinkhorn_divergence(torch.tensor([[math.nan, 0.0]]), torch.zeros(2))
     with pytest.raises(ShapeError):
         make_distance("energy")(torch.zeros(4), Uniform())
+
+
+# ------------------------------------------------------------------------------- sinkhorn: converged reference
+
+
+def _sinkhorn_reference(x: np.ndarray, y: np.ndarray, blur: float) -> float:
+    """S_ε for 1-D samples by plain float64 log-domain Sinkhorn (scipy logsumexp), run to a converged fixed point.
+
+    ε-scaling 0.9 from diameter² down to ε = blur² as a warm start, then alternating updates at ε (over-relaxed,
+    ω = 1.8) until g moves by < 1e-12 ε (or 20000 iterations); the symmetric terms by their averaged fixed point.
+    The value is the dual objective <a, f> + <b, g> (its plan's total mass is 1 at convergence)."""
+    from scipy.special import logsumexp
+
+    n, m = len(x), len(y)
+    la, lb = -math.log(n), -math.log(m)
+    c_xy = 0.5 * (x[:, None] - y[None, :]) ** 2
+    c_xx, c_yy = 0.5 * (x[:, None] - x[None, :]) ** 2, 0.5 * (y[:, None] - y[None, :]) ** 2
+    eps = blur**2
+    diam = max(x.max(), y.max()) - min(x.min(), y.min())
+    f, g, fa, gb = np.zeros(n), np.zeros(m), np.zeros(n), np.zeros(m)
+
+    def soft(c, h, lw, e):
+        return -e * logsumexp(lw + (h[None, :] - c) / e, axis=1)
+
+    e = diam**2
+    while True:
+        e = max(e, eps)
+        for _ in range(1 if e > eps else 20000):
+            w = 1.0 if e > eps else 1.8  # over-relaxed at the final ε
+            f = (1 - w) * f + w * soft(c_xy, g, lb, e)
+            g_new = (1 - w) * g + w * soft(c_xy.T, f, la, e)
+            fa = 0.5 * (fa + soft(c_xx, fa, la, e))
+            gb = 0.5 * (gb + soft(c_yy, gb, lb, e))
+            done = e == eps and np.abs(g_new - g).max() < 1e-12 * e
+            g = g_new
+            if done:
+                break
+        if e == eps:
+            break
+        e *= 0.81
+    return float(f.mean() + g.mean() - fa.mean() - gb.mean())
+
+
+_AUTHORS_CASES = [(100, 100, "gaussian"), (6, 15, "gaussian"), (24, 15, "two_clusters"), (150, 100, "uniform")]
+_SLOW_CASES = [(n, m, lab) for n, m in [(100, 100), (6, 15), (24, 15), (50, 100), (150, 100)]
+               for lab in ("gaussian", "uniform", "two_clusters") if (n, m, lab) not in _AUTHORS_CASES]
+
+
+@pytest.mark.parametrize(
+    "n, m, labels", _AUTHORS_CASES + [pytest.param(*c, marks=pytest.mark.slow) for c in _SLOW_CASES]
+)  # label-set sizes of Fig 2C (100 vs 100 samples), Fig 2B (6 and 24 vs 15), Fig 4 (50 and 150 vs 100)
+def test_sinkhorn_within_1_percent_of_converged_reference_at_the_authors_settings(n, m, labels, gen):
+    # blur 0.05, p = 2, float32 labels (as in training), default tolerance; geomloss at its default scaling 0.5
+    # (the authors' call) is off by up to ~100 % on such problems (specs/stack.md §2), our refinement is not
+    g = gen(100 + n + m)
+    y = 2 * torch.rand(m, generator=g, dtype=torch.float64) - 1
+    x = {"gaussian": 0.5 * torch.randn(n, generator=g, dtype=torch.float64),
+         "uniform": 2 * torch.rand(n, generator=g, dtype=torch.float64) - 1,
+         "two_clusters": 0.9 * torch.sign(torch.randn(n, generator=g, dtype=torch.float64))
+         + 0.05 * torch.randn(n, generator=g, dtype=torch.float64)}[labels]
+    ref = _sinkhorn_reference(x.numpy(), y.numpy(), 0.05)
+    got = sinkhorn_divergence(x.float()[None], y.float(), blur=0.05)
+    assert got.dtype == torch.float32
+    assert abs(float(got[0]) / ref - 1) < 0.01, (float(got[0]), ref)
+    got64 = sinkhorn_divergence(x[None], y, blur=0.05)  # float64: default tolerance 1e-6
+    assert abs(float(got64[0]) / ref - 1) < 1e-5, (float(got64[0]), ref)
+
+
+def test_sinkhorn_float32_gradient_matches_float64_finite_differences(gen):
+    # the training path (float32, default tolerance): its envelope gradient against central differences of the
+    # converged float64 divergence
+    x = 0.5 * torch.randn(1, 12, generator=gen(110), dtype=torch.float64)
+    y = 2 * torch.rand(15, generator=gen(111), dtype=torch.float64) - 1
+    xr = x.float().requires_grad_(True)
+    sinkhorn_divergence(xr, y.float()).sum().backward()
+    fd = central_fd(lambda z: sinkhorn_divergence(z, y, tol=1e-10, max_iter=2000).sum(), x, h=1e-5)
+    torch.testing.assert_close(xr.grad.double(), fd, rtol=0.02, atol=0.02 * float(fd.abs().max()))
+
+
+def test_sinkhorn_batched_rows_equal_single_rows_and_second_derivative_raises(gen):
+    x = 0.5 * torch.randn(3, 20, generator=gen(112), dtype=torch.float64)
+    y = 2 * torch.rand(3, 16, generator=gen(113), dtype=torch.float64) - 1
+    batched = sinkhorn_divergence(x, y)
+    single = torch.stack([sinkhorn_divergence(x[i : i + 1], y[i : i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=1e-6, atol=0)
+    xr = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(sinkhorn_divergence(xr, y).sum(), xr, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.sum().backward()  # first order only: the gradient is the envelope formula, not a graph
