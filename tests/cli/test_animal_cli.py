@@ -164,6 +164,31 @@ def test_simulating_a_near_interpolating_animal_fails_its_checks(tmp_path):
     cfg = Path(resolve_config_path("animal_kernel_graded", "animal")).read_text().replace("lam = 0.1", "lam = 0.001")
     path = tmp_path / "interp.toml"
     path.write_text(cfg)
-    out = invoke(["animal", "simulate", path, "--out", tmp_path / "exp", "--no-progress"])
+    out = invoke(["animal", "simulate", path, "--out", tmp_path / "exp", "--no-progress", "--no-truth"])
     assert_result_failed(out, "noise amplification")
     assert "f1: not converged" in out.stdout
+
+
+def test_simulate_compares_with_algorithm1_on_the_hidden_learner(tmp_path):
+    """The white-box f1 (a short Algorithm 1 run on the hidden kernel) is saved, and the route's agreement with it
+    in status.json equals the agreement recomputed from the saved arrays."""
+    import json
+
+    from learnscope.animal.log import load_experiment
+    from learnscope.animal.status import experiment_status
+    from learnscope.animal.whitebox import truth_agreement
+
+    cfg = Path(resolve_config_path("animal_kernel_graded", "animal")).read_text()
+    cfg += '\n[algorithm1]\nsearch = { steps = 60, learners_per_step = 4 }\nmeta = { hidden = 32 }\n'
+    path = tmp_path / "quick.toml"
+    path.write_text(cfg)
+    exp = tmp_path / "exp"
+    assert_ok(invoke(["animal", "simulate", path, "--out", exp, "--no-progress"]))
+    status = json.loads((exp / "status.json").read_text())
+    saved = np.load(exp / "truth.npz")
+    cfg_, log = load_experiment(exp)
+    st = experiment_status(cfg_, log)
+    again = truth_agreement(st.estimate, st.route, {"values": saved["values"],
+                                                     "rotation_invariant": bool(saved["rotation_invariant"])})
+    assert status["agreement_with_white_box_f1"]["iterated"] == pytest.approx(again["iterated"], abs=1e-12)
+    assert bool(saved["rotation_invariant"])

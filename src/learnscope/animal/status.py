@@ -27,6 +27,7 @@ class Status:
     log: list[SessionRecord]
     estimate: object
     next: SessionPlan | None
+    route: object = None
 
     @property
     def finished(self) -> bool:
@@ -41,7 +42,7 @@ class Status:
 
 def experiment_status(cfg: AnimalConfig, log: list[SessionRecord]) -> Status:
     route = cfg.make_route()
-    return Status(cfg, log, route.estimate(log), next_plan(cfg, route, log))
+    return Status(cfg, log, route.estimate(log), next_plan(cfg, route, log), route)
 
 
 def _stage_line(name: str, e) -> str:

@@ -73,3 +73,24 @@ def is_rotation_invariant(learner: object, domain: Domain) -> bool:
 
     dot_product = {"arccos0", "arccos1", "nngp", "ntk", "rbf"}
     return isinstance(domain, Sphere) and isinstance(learner, KernelRidge) and learner.kernel in dot_product
+
+
+def simulated_truth(cfg, route) -> dict:
+    """Algorithm 1's f1 on the hidden learner of a simulated experiment, on the route's reference stimuli:
+    ``{"values": (M,), "rotation_invariant": bool}`` (the n is the first stage's training-set size)."""
+    from learnscope.learners.registry import make_learner
+
+    learner = make_learner(dict(cfg.animal))
+    n_train = route.search_stages[0].settings.n_train
+    a1 = cfg.algorithm1 or {}
+    f1 = algorithm1_f1(learner, route.domain, n_train, search=a1.get("search"), meta=a1.get("meta"), seed=cfg.seed)
+    return {"values": f1(route.references), "rotation_invariant": is_rotation_invariant(learner, route.domain)}
+
+
+def truth_agreement(estimate, route, truth: dict) -> dict[str, float | None]:
+    """|corr| of each stage's current f1 with the white-box f1 (:func:`agreement`)."""
+    out = {}
+    for name, e in estimate.stages.items():
+        out[name] = None if e.f1 is None else agreement(e.f1(route.references), truth["values"], route.references,
+                                                         route.domain, truth["rotation_invariant"])
+    return out

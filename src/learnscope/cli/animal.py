@@ -100,14 +100,33 @@ def record(
     typer.echo(format_status(experiment_status(cfg, log)))
 
 
-def _write_status(folder: Path, st) -> list[str]:
-    from learnscope.fileio import atomic_write
+def _write_status(folder: Path, st, truth: dict | None = None) -> list[str]:
+    import numpy as np
+
+    from learnscope.fileio import atomic_save, atomic_write
     from learnscope.report.animal_report import write_animal_report
     from learnscope.results import dumps_metrics
 
-    atomic_write(folder / "status.json", dumps_metrics(st.to_dict()))
-    write_animal_report(st, folder)
+    status = st.to_dict()
+    if truth is not None:
+        from learnscope.animal.whitebox import truth_agreement
+
+        atomic_save(folder / "truth.npz", lambda tmp: np.savez(tmp.open("wb"), values=truth["values"],
+                                                               rotation_invariant=truth["rotation_invariant"]))
+        status["agreement_with_white_box_f1"] = truth_agreement(st.estimate, st.route, truth)
+    atomic_write(folder / "status.json", dumps_metrics(status))
+    write_animal_report(st, folder, truth=truth)
     return list(st.estimate.warnings)
+
+
+def _read_truth(folder: Path) -> dict | None:
+    import numpy as np
+
+    path = folder / "truth.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {"values": z["values"], "rotation_invariant": bool(z["rotation_invariant"])}
 
 
 @app.command()
@@ -123,7 +142,7 @@ def status(
     cfg, log = load_experiment(experiment)
     st = experiment_status(cfg, log)
     typer.echo(format_status(st))
-    warnings = _write_status(experiment, st)
+    warnings = _write_status(experiment, st, _read_truth(experiment))
     typer.echo(f"report: {shown(experiment / 'report.html')}")
     if st.finished:
         exit_on_warnings(warnings)
@@ -136,6 +155,8 @@ def simulate(
     out: Path = typer.Option(..., "--out", help="The experiment folder to write."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    truth: bool = typer.Option(True, help="Also run Algorithm 1 on the hidden learner (white box) and report how "
+                                          "close each route's f1 is to it."),
 ) -> None:
     """Run the whole experiment in one process against the simulated animal of the config's [animal] table."""
     from tqdm.auto import tqdm
@@ -157,7 +178,15 @@ def simulate(
                                  progress=lambda plan, _budget: bar.update(plan.trials))
         write_log(stage, log)
         st = experiment_status(cfg, log)
-        warnings = _write_status(stage, st)
+        white_box = None
+        if truth:
+            from learnscope.animal.whitebox import simulated_truth, truth_agreement
+
+            white_box = simulated_truth(cfg, st.route)
+            for name, a in truth_agreement(st.estimate, st.route, white_box).items():
+                if a is not None:
+                    typer.echo(f"{name}: |corr| with the white-box f1 {a:.3f}")
+        warnings = _write_status(stage, st, white_box)
     typer.echo(format_status(st))
     typer.echo(f"report: {shown(out / 'report.html')}")
     exit_on_warnings(warnings)

@@ -115,7 +115,7 @@ def write_animal_report(st, folder: Path, truth: dict | None = None) -> Path:
     (``{"values": f1 on the route's reference stimuli, "rotation_invariant": bool}``) when the animal is simulated."""
     folder = Path(folder)
     cfg, e = st.cfg, st.estimate
-    route = cfg.make_route()
+    route = st.route if st.route is not None else cfg.make_route()
     top = []
     if e.warnings:
         top.append(warning_box("The estimate of f1 is not trustworthy yet", list(e.warnings)))
