@@ -15,12 +15,11 @@ of :func:`~learnscope.learners.memory.estimate_peak_memory`. Goal (issue 16): ch
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
+from benchmarks.machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (50, 200, 800, 3200)
@@ -71,24 +70,6 @@ print(json.dumps({"times_s": times, "peak_rss_bytes": peak_kib * 1024, "saved_te
 """
 
 
-def cpu_model() -> str:
-    """The CPU's model name (lscpu, else /proc/cpuinfo, else platform.processor())."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _probe(steps: int, estimator: str, reps: int) -> dict:
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", _PROBE, str(steps), estimator, str(reps)], cwd=root, check=True,
@@ -104,9 +85,7 @@ def _env() -> dict:
 
 def run() -> dict:
     out: dict = {
-        "cpu": cpu_model(),
-        "torch_threads": 1,
-        "torch": torch.__version__,
+        "machine": machine_info(),
         "learner": "configs/fig8_backprop_mlp.toml: MLP 3-20-20-1, full-batch GD lr 0.025, 30 train / 300 test points",
         "meta_step": "fixed labels y (1, 30) requiring grad as the meta-output; fit_predict + 1e4 * energy distance "
                      "to 300 target samples + backward to y; 1 learner",

@@ -1,12 +1,14 @@
 """``make bench``: every benchmark of the project, each writing JSON into benchmarks/results/."""
 
-from benchmarks import bias_core, bias_networks, cli_help, identify_classify, identify_simulate
+from benchmarks import bias_core, bias_memory, bias_networks, cli_help, identify_classify, identify_simulate
 
 if __name__ == "__main__":
     cli_help.run()
     print("wrote benchmarks/results/cli_help.json")
     bias_core.run()
-    print("wrote benchmarks/results/bias_core.json")
+    print("wrote benchmarks/results/bias_core.json and sinkhorn.json")
+    bias_memory.run()
+    print("wrote benchmarks/results/bias_memory.json")
     bias_networks.run()
     print("wrote benchmarks/results/bias_networks.json")
     identify_simulate.run()
