@@ -42,9 +42,12 @@ class Staged:
         return [s for s in self.stages if not isinstance(s, Validation)]
 
     def _prepare(self, stage, log: list[SessionRecord]) -> None:
+        """Give the validation stage the f1 it tests: the last search stage's, from the sessions before validation
+        began (so that the plan of every validation session is the same whether the loop runs in one process or
+        through files, one session at a time)."""
         if isinstance(stage, Validation) and stage.f1 is None:
-            previous = self.search_stages[-1].estimate(log)
-            stage.f1 = previous.f1
+            searched = [r for r in log if r.plan.route != stage.route]
+            stage.f1 = self.search_stages[-1].estimate(searched).f1
 
     def plan(self, log: list[SessionRecord], budget_left: int | None = None) -> SessionPlan | None:
         for stage, cap in zip(self.stages, self.budgets, strict=True):
