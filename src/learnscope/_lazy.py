@@ -10,14 +10,18 @@ from collections.abc import Callable
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package`` re-exporting ``exports`` (public name → defining module).
 
-    A module path that equals ``package + "." + name`` re-exports the submodule itself.
+    A module path that equals ``package + "." + name`` re-exports the submodule itself; ``"module:attribute"``
+    re-exports that attribute (for a function named like its module, e.g. ``identify.predict``).
     """
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module, _, attribute = module.partition(":")
         loaded = importlib.import_module(module)
+        if attribute:
+            return getattr(loaded, attribute)
         return loaded if module == f"{package}.{name}" else getattr(loaded, name)
 
     def __dir__() -> list[str]:

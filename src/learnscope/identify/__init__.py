@@ -8,7 +8,8 @@ classifier that names the rule of your own recordings:
 >>> identify.simulation(grid, "runs/store", jobs=2)                  # doctest: +SKIP
 >>> results = identify.run_all("runs/store", classifiers=("rf",))  # doctest: +SKIP
 >>> identify.fit_model("runs/store", "model.joblib")                # doctest: +SKIP
->>> per_layer, per_network, info = identify.predict_recordings("model.joblib", "recordings.csv")  # doctest: +SKIP
+>>> result = identify.predict("model.joblib", "recordings.csv")      # doctest: +SKIP
+>>> table, info = identify.recordings_from_nwb("sessions/mapping.toml")  # NWB sessions   # doctest: +SKIP
 
 The numerical functions return results and write nothing but the store and the model file; run directories and
 reports are written by the CLI (:mod:`learnscope.results`, :mod:`learnscope.report`).
@@ -24,8 +25,11 @@ _EXPORTS = {
     **dict.fromkeys(["main_table", "noise_curves", "subsampling_curve", "temporal_curves", "heldout", "importances",
                      "performance_baseline"], "learnscope.identify.analyses"),
     "load_frames": "learnscope.identify.frames",
-    **dict.fromkeys(["fit_model", "load_model", "predict_recordings", "read_recordings"],
+    **dict.fromkeys(["fit_model", "load_model", "predict_recordings", "read_recordings", "parse_observables"],
                     "learnscope.identify.predict"),
+    "predict": "learnscope.identify.predict:predict",
+    **dict.fromkeys(["recordings_from_nwb", "predict_nwb", "export_network"], "learnscope.identify.nwb"),
+    "replay_network": "learnscope.identify.replay",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
