@@ -1,53 +1,27 @@
-r"""Observables of one layer and the measurement model (identify-spec §4).
+"""Observables of one layer and the measurement model (identify-spec §4): one layer measured under one condition.
 
-Names (§4.1): ``obs_name(measure, function, statistic) = f"{measure}{function}_{statistic}"`` with measures
-``weight``, ``act`` (and the special ``gradavg``), functions ``raw`` (T), ``sq`` (T²), ``abs`` (|T|) and
-statistics ``norm, mean, median, thirdquartile, var, skew, kurtosis`` (``id`` for ``gradavg``).
+The parts, each in its own module and all re-exported here (import them from here):
 
-:data:`ALL_OBS` order (the spec does not fix one; this is the nested order of the constants): measure-major over
-:data:`MEASURES`, then :data:`FUNCTIONS`, then :data:`STATISTICS`, i.e. ``weightraw_norm, weightraw_mean, …,
-weightabs_kurtosis, actraw_norm, …, actabs_kurtosis`` (42 names), then ``gradavgraw_id, gradavgsq_id,
-gradavgabs_id``. :data:`ADMISSIBLE_OBS` is the 24-name list of §4.1 in the original's order.
+* :mod:`~learnscope.identify.obs_names` — the 45 observable names (:data:`ALL_OBS`, :func:`obs_name`), the 24
+  admissible ones and the paper's observable classes (:data:`OBS_CLASSES`);
+* :mod:`~learnscope.identify.obs_stats` — the statistics of an observed tensor (:func:`tensor_statistics`, TF's
+  nearest percentiles, :func:`activity_statistics`: the one code path from activity to the ``act*`` statistics,
+  for simulated and recorded activity alike);
+* :mod:`~learnscope.identify.conditions` — :class:`Condition`, the measurement limits and activity measurement
+  models (issue 15), and the checks of a condition against a layer (:func:`check_recordable`);
+* :mod:`~learnscope.identify.units` — which units are recorded (:func:`unit_count`, :func:`unit_subset`).
 
-Statistics (§4.2), computed in float64 on ``U = f(T)``:
-
-* weights reduce over **all** axes; activations ``(N, units…)`` reduce over all but the batch axis, giving one
-  value per example, and the stored number is the **mean over the probe batch** (the original's aggregation is
-  not released; the spec presumes this mean);
-* ``mean`` and ``var`` are population moments (``tf.nn.moments``);
-* ``median`` / ``thirdquartile`` are the 50th / 75th percentiles with TF's ``interpolation="nearest"`` rule,
-  see :func:`percentile_nearest`;
-* ``norm`` is the L2 norm of ``reshape(U, [-1, prod(shape[1:])])`` along axis 1: for activations the per-example
-  norm over all units (then batch-averaged); for weights with ``weight_norm_mode="rows"`` a vector of norms of
-  the first-axis slices, stored as their **mean** (for a subsampled weight, which is flattened to ``(1, k)``,
-  this is the L2 norm of the kept synapses, as in the original, §8 item 3); with ``"frobenius"`` always the
-  full L2 norm of the observed tensor;
-* ``skew = 3 (mean − median) / std`` (Pearson's second coefficient), ``kurtosis = E[(U − mean)⁴] / var²`` (not
-  excess). A zero std gives NaN (or ±inf) for these two, never an exception; non-finite values are passed
-  through, not raised, because diverging networks are part of the data (that is why the spec's admissible set
-  excludes them).
-
-Measurement limits (§4.4) are a :class:`Condition`: additive Gaussian noise first (absolute σ, or σ times the
-observed tensor's std), then a fixed random subset of units (:func:`unit_subset`, the same at every checkpoint):
-a fraction ``frac`` or an absolute count ``units``.
-
-Activity measurement models (issue 15; the pure functions live in :mod:`learnscope.identify.measurement`) are
-further condition keys: ``activity_model = "poisson" | "calcium"`` (spike counts / ΔF/F from the rates),
-``probes`` (a fixed subset of the probe stimuli shown in every session), ``matched = false`` (a different random
-set of ``units`` in each session) and ``jitter`` (sessions fall at perturbed points of training; the simulator
-records them there). Weights and layer-wise activity changes cannot be recorded in vivo: a condition with an
-activity model, a probe subset or unmatched units has ``observables = "act"`` and stores NaN for every
-``weight*`` and ``gradavg*`` statistic (the store's 45 columns stay; datasets of ``obs_class="act"`` load as
-usual). :func:`activity_statistics` is the one code path from an activity array to the ``act*`` statistics, for
-simulated and recorded activity alike.
+This module applies a condition: :func:`obfuscate` (Gaussian noise, then a fixed subset of units),
+:func:`gradavg` (the layer-wise activity change), :func:`recorded_activity` (what an activity-only condition
+records) and :func:`measure_layer` (all 45 observables of a layer at one checkpoint). A condition with an activity
+model, a probe subset or unmatched units observes activity only: every ``weight*`` and ``gradavg*`` statistic is
+NaN.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -55,412 +29,51 @@ import torch
 from learnscope import rng
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
 from learnscope.identify import measurement
-from learnscope.validation import Interval, check_constraints, check_keys, check_positive_int, check_scalar
+from learnscope.identify.conditions import (
+    ACTIVITY_KEYS,
+    ACTIVITY_MODELS,
+    CONDITION_CONSTRAINTS,
+    GRADAVG_MODES,
+    MODEL_KEYS,
+    NOISE_MODES,
+    OBSERVABLE_SETS,
+    SMALL_LAYER_POLICIES,
+    Condition,
+    check_probes,
+    check_recordable,
+    check_seed,
+    check_sigma,
+    is_original_model,
+)
+from learnscope.identify.obs_names import (
+    ADMISSIBLE_OBS,
+    ALL_OBS,
+    FUNCTIONS,
+    GRADAVG_OBS,
+    MEASURES,
+    OBS_CLASSES,
+    STATISTICS,
+    obs_name,
+)
+from learnscope.identify.obs_stats import (
+    WEIGHT_NORM_MODES,
+    activity_statistics,
+    percentile_index,
+    percentile_nearest,
+    tensor_statistics,
+)
+from learnscope.identify.units import unit_count, unit_subset
 
-MEASURES: tuple[str, ...] = ("weight", "act")
-FUNCTIONS: tuple[str, ...] = ("raw", "sq", "abs")
-STATISTICS: tuple[str, ...] = ("norm", "mean", "median", "thirdquartile", "var", "skew", "kurtosis")
-NOISE_MODES: tuple[str, ...] = ("absolute", "relative")
-GRADAVG_MODES: tuple[str, ...] = ("forward", "as_original")
-WEIGHT_NORM_MODES: tuple[str, ...] = ("rows", "frobenius")
+__all__ = [
+    "ACTIVITY_KEYS", "ACTIVITY_MODELS", "ADMISSIBLE_OBS", "ALL_OBS", "CONDITION_CONSTRAINTS", "FUNCTIONS",
+    "GRADAVG_MODES", "GRADAVG_OBS", "MEASURES", "MODEL_KEYS", "NOISE_MODES", "OBSERVABLE_SETS", "OBS_CLASSES",
+    "SMALL_LAYER_POLICIES", "STATISTICS", "WEIGHT_LAYOUTS", "WEIGHT_NORM_MODES", "Condition", "activity_generator",
+    "activity_statistics", "check_probes", "check_recordable", "gradavg", "is_original_model", "measure_layer",
+    "noise_seed", "obfuscate", "obs_name", "percentile_index", "percentile_nearest", "recorded_activity",
+    "tensor_statistics", "to_tf_layout", "unit_count", "unit_subset",
+]
+
 WEIGHT_LAYOUTS: tuple[str, ...] = ("as_given", "torch")
-ACTIVITY_MODELS: tuple[str, ...] = ("rate", "poisson", "calcium")
-OBSERVABLE_SETS: tuple[str, ...] = ("all", "act")
-SMALL_LAYER_POLICIES: tuple[str, ...] = ("error", "all")
-
-_MAX_SEED = 2**32 - 2  # np.random.RandomState takes seeds < 2**32, and gradavg uses seed + 1
-
-
-def obs_name(measure: str, function: str, statistic: str) -> str:
-    """The observable name ``f"{measure}{function}_{statistic}"``, e.g. ``obs_name("act", "raw", "norm")``.
-
-    ``measure`` is ``"weight"``, ``"act"`` or ``"gradavg"`` (the latter only with ``statistic="id"``).
-    """
-    if measure not in (*MEASURES, "gradavg"):
-        raise UnknownNameError("measure", measure, (*MEASURES, "gradavg"))
-    if function not in FUNCTIONS:
-        raise UnknownNameError("function", function, FUNCTIONS)
-    valid = ("id",) if measure == "gradavg" else STATISTICS
-    if statistic not in valid:
-        raise UnknownNameError(f"statistic for measure {measure!r}", statistic, valid)
-    return f"{measure}{function}_{statistic}"
-
-
-GRADAVG_OBS: tuple[str, ...] = tuple(obs_name("gradavg", f, "id") for f in FUNCTIONS)
-ALL_OBS: tuple[str, ...] = (
-    *(obs_name(m, f, s) for m in MEASURES for f in FUNCTIONS for s in STATISTICS),
-    *GRADAVG_OBS,
-)
-
-ADMISSIBLE_OBS: tuple[str, ...] = (
-    *(f"weightabs_{s}" for s in ("mean", "median", "norm", "thirdquartile", "var")),
-    *(f"weightraw_{s}" for s in ("mean", "median", "norm", "thirdquartile", "var")),
-    *(f"weightsq_{s}" for s in ("mean", "median", "thirdquartile")),
-    *(f"actabs_{s}" for s in ("mean", "median", "norm", "thirdquartile")),
-    *(f"actraw_{s}" for s in ("mean", "median", "norm", "thirdquartile")),
-    "gradavgabs_id", "gradavgraw_id", "gradavgsq_id",
-)
-
-#: Observable classes of the paper's analyses (admissible names only), keyed as ``obs_measure`` in the original.
-OBS_CLASSES: dict[str, tuple[str, ...]] = {
-    "weight": ADMISSIBLE_OBS[:13],
-    "act": ADMISSIBLE_OBS[13:21],
-    "grad": ADMISSIBLE_OBS[21:],
-    "all": ADMISSIBLE_OBS,
-}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# statistics
-
-
-def percentile_index(n: int, q: float) -> int:
-    r"""Ascending sort index of TF's ``percentile(x, q, interpolation="nearest")`` for ``n`` values.
-
-    TF (``tf.contrib.distributions.percentile``) sorts **descending** (``top_k``) and takes index
-    :math:`\mathrm{round}((n-1)(1 - q/100))` with round-half-to-even, computed in float64. In ascending order:
-
-    .. math:: i(n, q) = (n - 1) - \mathrm{round\_half\_even}\big((n-1)(1 - q/100)\big)
-
-    This equals numpy's ``method="nearest"`` (:math:`\mathrm{round\_half\_even}((n-1)q/100)`) except when
-    :math:`(n-1)q/100` is a half-integer and ``n`` is even, where the two pick opposite neighbours: e.g. the
-    median of ``[1, 2, 3, 4]`` is 2 here and 3 in numpy.
-    """
-    idx_desc = round((n - 1) * (1.0 - q / 100.0))  # Python's round is round-half-to-even, like tf.round
-    return (n - 1) - min(max(idx_desc, 0), n - 1)
-
-
-def percentile_nearest(x: torch.Tensor, q: float) -> torch.Tensor:
-    """TF-``nearest`` percentile of ``x`` along its last axis (see :func:`percentile_index`); shape ``x.shape[:-1]``."""
-    n = x.shape[-1]
-    return torch.kthvalue(x, percentile_index(n, q) + 1, dim=-1).values
-
-
-def tensor_statistics(T: torch.Tensor, measure: str, weight_norm_mode: str = "rows") -> dict[str, float]:
-    """The 21 statistics (3 functions × 7 statistics) of one observed tensor, keyed by observable name.
-
-    Args:
-        T: the observed tensor. ``measure="weight"``: any shape with ``ndim >= 1`` (its first axis defines the
-            rows of ``norm`` under ``weight_norm_mode="rows"``). ``measure="act"``: shape ``(N, units...)``.
-        measure: ``"weight"`` or ``"act"``.
-        weight_norm_mode: ``"rows"`` (mean of first-axis slice norms, the original) or ``"frobenius"`` (full L2
-            norm); ignored for activations.
-
-    Returns:
-        ``{f"{measure}{function}_{statistic}": value}`` for the 21 names, in :data:`ALL_OBS` order. Values are
-        Python floats computed in float64 (see the module docstring for the exact definitions).
-    """
-    if measure not in MEASURES:
-        raise UnknownNameError("measure", measure, MEASURES)
-    if weight_norm_mode not in WEIGHT_NORM_MODES:
-        raise UnknownNameError("weight_norm_mode", weight_norm_mode, WEIGHT_NORM_MODES)
-    min_ndim = 1 if measure == "weight" else 2
-    if T.ndim < min_ndim or T.numel() == 0:
-        layout = "(at least one axis, non-empty)" if measure == "weight" else "(N, units...) non-empty"
-        raise ShapeError(f"{measure} tensor must have shape {layout}, got {tuple(T.shape)}")
-    T = T.detach().to(torch.float64)
-    flat_raw = T.reshape(1, -1) if measure == "weight" else T.reshape(T.shape[0], -1)
-    n = flat_raw.shape[1]
-    k50, k75 = percentile_index(n, 50.0) + 1, percentile_index(n, 75.0) + 1
-    quantiles = {}
-    for function, V in (("raw", flat_raw), ("abs", flat_raw.abs())):
-        # one introselect pass for both order statistics (~1.5-2x faster than two torch.kthvalue calls)
-        part = torch.from_numpy(np.partition(V.numpy(), [k50 - 1, k75 - 1], axis=1))
-        quantiles[function] = (part[:, k50 - 1], part[:, k75 - 1])
-    # x*x == |x|*|x| exactly and squaring is monotone on |x|, so the order statistics of x² are those of |x|, squared
-    quantiles["sq"] = (quantiles["abs"][0].square(), quantiles["abs"][1].square())
-    out: dict[str, float] = {}
-    for function in FUNCTIONS:
-        U = T if function == "raw" else (T.abs() if function == "abs" else T * T)
-        flat = U.reshape(flat_raw.shape)
-        if measure == "act":
-            norm = flat.norm(dim=1)
-        elif weight_norm_mode == "rows":
-            norm = U.reshape(U.shape[0], -1).norm(dim=1)
-        else:
-            norm = U.norm().reshape(1)
-        mean = flat.mean(dim=1)
-        centred = flat - mean[:, None]
-        var = centred.square().mean(dim=1)
-        median, third = quantiles[function]
-        values = {
-            "norm": norm,
-            "mean": mean,
-            "median": median,
-            "thirdquartile": third,
-            "var": var,
-            "skew": 3.0 * (mean - median) / var.sqrt(),
-            "kurtosis": centred.square().square().mean(dim=1) / var.square(),
-        }
-        for statistic in STATISTICS:
-            out[f"{measure}{function}_{statistic}"] = float(values[statistic].mean())
-    return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# measurement model
-
-
-#: Declared ranges of the numeric keys of a condition (checked by one loop, as the grid's [training] table).
-CONDITION_CONSTRAINTS: dict[str, Interval] = {
-    "units": Interval(int, 1, note="recorded units per layer, or leave it out"),
-    "probes": Interval(int, 1, note="probe stimuli per session, or leave it out"),
-    "rate_scale": Interval(float, 0, closed="neither", note="Hz per unit of activity"),
-    "window": Interval(float, 0, closed="neither", note="seconds per probe presentation"),
-    "tau": Interval(float, 0, closed="neither", note="calcium decay time constant in seconds"),
-    "frames": Interval(int, 1, note="imaging frames per presentation"),
-    "amplitude": Interval(float, 0, closed="neither", note="ΔF/F of one spike"),
-    "photons": Interval(float, 0, closed="neither", note="expected photons per frame at rest"),
-    "baseline_frames": Interval(int, 1, note="stimulus-free frames before the first presentation"),
-    "jitter": Interval(float, 0, 1, note="in units of the checkpoint spacing; <= 1 keeps the sessions in order"),
-}
-#: The keys each activity model reads (a key of another model in a condition is an error).
-MODEL_KEYS: dict[str, tuple[str, ...]] = {
-    "rate": (),
-    "poisson": ("rate_scale", "window"),
-    "calcium": ("rate_scale", "window", "tau", "frames", "amplitude", "photons", "baseline_frames"),
-}
-#: Keys added for activity measurement (issue 15). A condition table leaves them out at their defaults, so the
-#: tables (and the store.json grids) of conditions without them are those of earlier releases.
-ACTIVITY_KEYS: tuple[str, ...] = ("units", "small_layers", "matched", "probes", "activity_model", "rate_scale",
-                                  "window", "tau", "frames", "amplitude", "photons", "baseline_frames", "jitter",
-                                  "observables")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One measurement condition (identify-spec §4.4, §7.1 item 2; issue 15 item 3).
-
-    Attributes:
-        name: a label for the condition (e.g. ``"clean"``, ``"frac0.1"``, ``"noise0.3"``).
-        frac: fraction of units (synapses for weights) kept, in ``(0, 1]``; ``None`` keeps everything.
-        sigma: measurement-noise standard deviation, ``>= 0``.
-        noise_mode: ``"absolute"`` (σ in the tensor's units, the original) or ``"relative"`` (σ × the population
-            std of the observed tensor, per layer and measure).
-        seed: the original ``obs_seed``: selects the kept units (weights, activations and gradavg's input units
-            use ``seed``, gradavg's output units ``seed + 1``) and seeds the measurement noise.
-        gradavg_mode: ``"forward"`` (true forward Jacobian, default) or ``"as_original"`` (the Jacobian through
-            the layer's learning-rule backward, i.e. the feedback matrix B for FA/IA; spec §8 item 2).
-        weight_norm_mode: ``"rows"`` (original) or ``"frobenius"``; see :func:`tensor_statistics`.
-        units: an absolute number of recorded units per layer (synapses for weights, units for activations and
-            gradavg's input / output units), instead of ``frac``; the same units at every checkpoint unless
-            ``matched`` is false. ``None``: ``frac`` decides.
-        small_layers: what ``units`` does with a tensor that has fewer units: ``"error"`` (the grid is refused
-            before any work) or ``"all"`` (record every unit of it, exactly as without subsampling).
-        matched: ``True`` (default): the same units in every session (a chronic recording); ``False``: each
-            session (checkpoint) records a fresh random set of ``units`` (or ``frac``) units, different per
-            network and layer (:func:`learnscope.identify.measurement.session_unit_subset`). Activity only.
-        probes: the number of probe stimuli shown in a session, a random subset of the probe set that is the
-            **same in every session and every network** (a fixed stimulus set); ``None``: all. Activity only.
-        activity_model: ``"rate"`` (the activity itself, default), ``"poisson"`` (spike counts per presentation,
-            statistics on counts / window in Hz) or ``"calcium"`` (ΔF/F per presentation); see
-            :mod:`learnscope.identify.measurement`. Not ``"rate"``: activity only, and ``sigma`` must be 0 (the
-            models have their own noise).
-        rate_scale: Hz per unit of activity (rate = rate_scale · max(act, 0)); poisson and calcium.
-        window: seconds per probe presentation; poisson and calcium.
-        tau: calcium indicator decay in seconds; frames: imaging frames per presentation; amplitude: ΔF/F of one
-            spike; photons: expected photons per frame at rest (shot noise); baseline_frames: stimulus-free frames
-            that define F0. Calcium only.
-        jitter: sessions fall at perturbed points of training: the checkpoint at nominal training fraction
-            ``c/(C-1)`` is measured at ``clip(c/(C-1) + jitter·u/(C-1), 0, 1)``, ``u ~ U(-1/2, 1/2)`` drawn per
-            network (:func:`learnscope.identify.measurement.jittered_fractions`), the nearest optimisation step;
-            the stored ``checkpoint`` stays the ordinal index, ``step`` / ``training_fraction`` are the perturbed
-            ones. Applies to whatever the condition observes.
-        observables: ``"all"`` or ``"act"`` (weight and gradavg statistics stored as NaN). Derived when left
-            out: ``"act"`` if the condition has an activity model, a probe subset or unmatched units (in vivo
-            only activity is recorded), else ``"all"``; ``"all"`` with one of those is an error.
-    """
-
-    name: str = "clean"
-    frac: float | None = None
-    sigma: float = 0.0
-    noise_mode: str = "absolute"
-    seed: int = 0
-    gradavg_mode: str = "forward"
-    weight_norm_mode: str = "rows"
-    units: int | None = None
-    small_layers: str = "error"
-    matched: bool = True
-    probes: int | None = None
-    activity_model: str = "rate"
-    rate_scale: float = 50.0
-    window: float = 0.5
-    tau: float = 1.0
-    frames: int = 4
-    amplitude: float = 0.2
-    photons: float = 200.0
-    baseline_frames: int = 10
-    jitter: float = 0.0
-    observables: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_frac(self.frac)
-        _check_sigma(self.sigma)
-        _check_seed(self.seed)
-        where = f"condition {self.name!r}: "
-        for key, choices in (("noise_mode", NOISE_MODES), ("gradavg_mode", GRADAVG_MODES),
-                             ("weight_norm_mode", WEIGHT_NORM_MODES), ("small_layers", SMALL_LAYER_POLICIES),
-                             ("activity_model", ACTIVITY_MODELS)):
-            if getattr(self, key) not in choices:
-                raise UnknownNameError(key, str(getattr(self, key)), choices)
-        present = {k: getattr(self, k) for k in CONDITION_CONSTRAINTS if getattr(self, k) is not None}
-        check_constraints(present, CONDITION_CONSTRAINTS, prefix=where)
-        if not isinstance(self.matched, bool):
-            raise ConfigError(f"{where}matched must be true or false, got {self.matched!r}")
-        if self.units is not None and self.frac is not None:
-            raise ConfigError(f"{where}give either units (a count) or frac (a fraction) of recorded units, not both")
-        if not self.matched and self.units is None and self.frac is None:
-            raise ConfigError(f"{where}matched = false needs units (or frac): the number of units found per session")
-        if self.activity_model != "rate" and self.sigma > 0:
-            raise ConfigError(f"{where}activity_model {self.activity_model!r} has its own noise; set sigma = 0")
-        derived = "act" if self.activity_only else "all"
-        if self.observables is None:
-            object.__setattr__(self, "observables", derived)
-        elif self.observables not in OBSERVABLE_SETS:
-            raise UnknownNameError("observables", str(self.observables), OBSERVABLE_SETS)
-        elif self.observables == "all" and derived == "act":
-            raise ConfigError(f"{where}observables = \"all\" is impossible with an activity model, a probe subset or "
-                              "unmatched units (weights and activity changes are not recorded); use \"act\"")
-
-    @property
-    def activity_only(self) -> bool:
-        """Whether the condition models an in-vivo activity recording (activity model, probe subset or unmatched
-        units), which observes activity statistics only."""
-        return self.activity_model != "rate" or self.probes is not None or not self.matched
-
-    @classmethod
-    def from_table(cls, table: dict, where: str = "condition") -> Condition:
-        """The condition of a ``[[conditions]]`` table: unknown keys -> :class:`UnknownNameError` (nearest key
-        suggested), a key of another activity model (``tau`` without ``activity_model = "calcium"``) ->
-        :class:`ConfigError`, then the dataclass's checks. One line each."""
-        if not isinstance(table, dict):
-            raise ConfigError(f"[{where}] must be a table")
-        check_keys(table, [f.name for f in fields(cls)], f"key in [{where}]")
-        model = table.get("activity_model", "rate")
-        if model in MODEL_KEYS:
-            stray = [k for ks in MODEL_KEYS.values() for k in ks if k in table and k not in MODEL_KEYS[model]]
-            if stray:
-                users = [m for m, ks in MODEL_KEYS.items() if stray[0] in ks]
-                raise ConfigError(f"[{where}] {stray[0]} applies to activity_model {' / '.join(map(repr, users))}, "
-                                  f"not {model!r}; remove it or set activity_model")
-        if "small_layers" in table and "units" not in table:
-            raise ConfigError(f"[{where}] small_layers applies to units; remove it or set units")
-        return cls(**table)
-
-    def table(self) -> dict:
-        """The condition as a plain dict: every original key, and the activity keys (:data:`ACTIVITY_KEYS`) only
-        where they differ from their defaults (``observables`` only where it differs from the derived value), so
-        ``Condition(**c.table()) == c`` and conditions without activity keys keep their earlier tables."""
-        out = asdict(self)
-        for f in fields(self):
-            if f.name not in ACTIVITY_KEYS:
-                continue
-            default = ("act" if self.activity_only else "all") if f.name == "observables" else f.default
-            if out[f.name] == default:
-                del out[f.name]
-        return out
-
-
-def is_original_model(table: dict) -> bool:
-    """Whether a condition table (``store.json`` / :meth:`Condition.table`) uses only the original measurement
-    model: Gaussian noise and a fixed ``frac`` of units, every observable recorded (no activity key away from its
-    default). Missing keys count as defaults, so tables of earlier releases are original."""
-    defaults = {f.name: f.default for f in fields(Condition)}
-    changed = [k for k in ACTIVITY_KEYS if k != "observables" and k in table and table[k] != defaults[k]]
-    return not changed and table.get("observables") in (None, "all")
-
-
-def unit_count(n_units: int, frac: float | None = None, units: int | None = None,
-               small_layers: str = "error") -> int:
-    r"""The number of units recorded from a tensor of ``n_units`` units.
-
-    ``units`` set: ``units``, or with ``units > n_units`` every unit (``small_layers="all"``) or a
-    :class:`ConfigError` (``"error"``). Else ``frac`` set: :math:`\max(1, \lceil \mathrm{frac}\cdot U\rceil)`
-    (``frac·U`` rounded to 9 decimals first, see :func:`unit_subset`). Else ``n_units``."""
-    n_units = check_positive_int("n_units", n_units)
-    if units is not None:
-        units = check_scalar("units", units, int, low=1)
-        if units > n_units:
-            if small_layers == "error":
-                raise ConfigError(f"units = {units} is more than the {n_units} units of the recorded tensor; lower "
-                                  "units or set small_layers = \"all\" to record every unit of smaller layers")
-            if small_layers not in SMALL_LAYER_POLICIES:
-                raise UnknownNameError("small_layers", str(small_layers), SMALL_LAYER_POLICIES)
-            return n_units
-        return units
-    if frac is not None:
-        _check_frac(frac)
-        return max(1, math.ceil(round(float(frac) * n_units, 9)))
-    return n_units
-
-
-def check_recordable(condition: Condition, where: str, *, act_units: int, in_units: int, synapses: int,
-                     n_probe: int) -> None:
-    """Raise a one-line :class:`ConfigError` naming ``where`` (a layer of a network) if ``condition`` asks for
-    more units than the layer's recorded tensors have (``units`` with ``small_layers="error"``: its output units;
-    with ``observables="all"`` also its input units and synapses) or more probes than the probe set."""
-    c = condition
-    if c.probes is not None and c.probes > n_probe:
-        raise ConfigError(f"condition {c.name!r}: probes = {c.probes} but the probe set has {n_probe} stimuli "
-                          "(training.n_probe); lower probes or raise n_probe")
-    if c.units is None or c.small_layers == "all":
-        return
-    sizes = {"output units": act_units}
-    if c.observables == "all":
-        sizes |= {"input units": in_units, "synapses": synapses}
-    for what, n in sizes.items():
-        if c.units > n:
-            raise ConfigError(f"condition {c.name!r}: units = {c.units} is more than the {n} {what} of {where}; "
-                              "lower units or set small_layers = \"all\" to record every unit of smaller layers")
-
-
-def _check_frac(frac: float | None) -> None:
-    if frac is None:
-        return
-    check_scalar("frac", frac, float, 0.0, 1.0, closed="right", note="or None to keep every unit")
-
-
-def _check_sigma(sigma: float) -> None:
-    check_scalar("sigma", sigma, float, low=0.0)
-
-
-def _check_seed(seed: int, name: str = "seed") -> None:
-    check_scalar(name, seed, int, 0, _MAX_SEED)
-
-
-def unit_subset(n_units: int, frac: float | None, seed: int, *, units: int | None = None,
-                small_layers: str = "error") -> np.ndarray | None:
-    r"""Indices of the units kept when recording a fraction ``frac`` (or an absolute count ``units``) of
-    ``n_units`` units.
-
-    .. math:: S = \mathrm{RandomState(seed).permutation}(U)[:k],\qquad k = \max(1, \lceil \mathrm{frac}\cdot U\rceil)
-
-    or :math:`k` = ``units`` (see :func:`unit_count`), so ``units = k`` keeps exactly the units of a ``frac``
-    with :math:`\lceil \mathrm{frac}\cdot U\rceil = k`. The subset depends only on ``(n_units, k, seed)``, so the
-    same units are kept at every checkpoint (a chronic recording). ``frac·U`` is rounded to 9 decimals before the
-    ceiling so that float noise does not add a unit (``0.07 * 100`` is ``7.000000000000001`` in floating point;
-    this keeps 7 units, not 8).
-
-    Returns:
-        ``int64`` array of shape ``(k,)`` in permutation order (read-only, cached), or ``None`` if neither
-        ``frac`` nor ``units`` is set, or ``units >= n_units`` (every unit, exactly as without subsampling).
-    """
-    n_units = check_positive_int("n_units", n_units)
-    _check_frac(frac)
-    _check_seed(seed)
-    if frac is None and units is None:
-        return None
-    k = unit_count(n_units, frac, units, small_layers)
-    if units is not None and k >= n_units:
-        return None
-    return _unit_subset(n_units, k, int(seed))
-
-
-@functools.lru_cache(maxsize=256)
-def _unit_subset(n_units: int, k: int, seed: int) -> np.ndarray:
-    idx = np.random.RandomState(seed).permutation(n_units)[:k].astype(np.int64)
-    idx.setflags(write=False)
-    return idx
 
 
 def obfuscate(T: torch.Tensor, frac: float | None, sigma: float, seed: int, *, flatten_all: bool,
@@ -482,7 +95,7 @@ def obfuscate(T: torch.Tensor, frac: float | None, sigma: float, seed: int, *, f
     Returns:
         ``T``'s shape when ``frac`` is None, else ``(1, k)`` or ``(N, k)``.
     """
-    _check_sigma(sigma)
+    check_sigma(sigma)
     if noise_mode not in NOISE_MODES:
         raise UnknownNameError("noise_mode", noise_mode, NOISE_MODES)
     if sigma > 0:
@@ -529,7 +142,7 @@ def gradavg(layer_fn: Callable[[torch.Tensor], torch.Tensor], x_in: torch.Tensor
     """
     if x_in.ndim < 2 or x_in.shape[0] == 0:
         raise ShapeError(f"x_in must have shape (N, units...) with N >= 1, got {tuple(x_in.shape)}")
-    _check_seed(seed)
+    check_seed(seed)
     n = x_in.shape[0]
     x = x_in.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -563,34 +176,6 @@ def to_tf_layout(weight: torch.Tensor) -> torch.Tensor:
     if weight.ndim == 4:
         return weight.permute(2, 3, 1, 0)
     return weight
-
-
-def activity_statistics(act: np.ndarray | torch.Tensor) -> dict[str, float] | dict[str, np.ndarray]:
-    """The 21 ``act*`` statistics (3 functions × 7 statistics, :func:`tensor_statistics` with ``measure="act"``)
-    of recorded activity: the one code path for simulated networks and for recordings.
-
-    Args:
-        act: ``(probes, units)``, one session: row ``p`` is the response of every recorded unit to probe
-            stimulus ``p`` (rates, spike counts / window, ΔF/F, … as the caller measured them); or
-            ``(checkpoints, probes, units)``, several sessions with the same number of probes and units (sessions
-            with different unit counts: call once per session). numpy or torch, any real dtype (computed in
-            float64). Non-finite values pass through to the statistics.
-
-    Returns:
-        ``{name: value}`` for the 21 ``act*`` names in :data:`ALL_OBS` order: Python floats for a 2-D input,
-        float64 arrays of shape ``(checkpoints,)`` for a 3-D one. Each statistic is computed per probe over
-        the units and then averaged over the probes (module docstring).
-    """
-    T = act.detach() if isinstance(act, torch.Tensor) else torch.from_numpy(np.asarray(act, dtype=np.float64))
-    if T.ndim not in (2, 3) or T.shape[-1] == 0 or T.shape[-2] == 0:
-        raise ShapeError(f"act must have shape (probes, units) or (checkpoints, probes, units) with probes, units "
-                         f">= 1, got {tuple(T.shape)}")
-    T = T.to(torch.float64)
-    if T.ndim == 2:
-        return tensor_statistics(T, "act")
-    per_session = [tensor_statistics(T[c], "act") for c in range(T.shape[0])]
-    names = [obs_name("act", f, s) for f in FUNCTIONS for s in STATISTICS]
-    return {n: np.array([d[n] for d in per_session], dtype=np.float64) for n in names}
 
 
 def activity_generator(condition: Condition, network_key: int, layer_index: int, session: int) -> np.random.Generator:
@@ -695,7 +280,7 @@ def measure_layer(weight: torch.Tensor, x_in: torch.Tensor, act: torch.Tensor,
     if act.ndim < 2 or x_in.ndim < 2 or act.shape[0] != x_in.shape[0]:
         raise ShapeError(f"x_in and act must have shapes (N, ...) with the same N, got {tuple(x_in.shape)} "
                          f"and {tuple(act.shape)}")
-    _check_seed(stream, "stream")
+    check_seed(stream, "stream")
     c = condition
     out: dict[str, float] = dict.fromkeys(ALL_OBS, math.nan)
     if c.activity_only:

@@ -3,24 +3,19 @@
 A store keeps statistics, not tensors. Training is deterministic (explicit generators ``rng.network_generator(seed,
 0)`` for the initialisation and ``(seed, 1)`` for the data order, no global RNG state), so the store's resolved grid
 (``store.json``) and a network id are enough to train that network again and read its probe activities exactly:
-:func:`replay_network` does that, checkpoint by checkpoint, the way :func:`learnscope.identify.simulation.
-train_and_record` trains and records.
-
-The training loop below mirrors ``train_and_record`` step for step (same task split, circuit, rule, batch order,
-checkpoint steps); ``tests/identify/test_nwb.py`` checks that the activity statistics of a replay equal the store's
-to float precision, so a change to one loop that is not made in the other fails there.
+:func:`replay_network` does that, checkpoint by checkpoint, through the same training loop as
+:func:`learnscope.identify.simulation.train_and_record` (:func:`learnscope.identify.simulation.training_checkpoints`);
+``tests/identify/test_nwb.py`` checks that the activity statistics of a replay equal the store's to float precision.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from learnscope import rng
 from learnscope.errors import StoreError
 from learnscope.fileio import shown
 from learnscope.identify.grid import expand
@@ -92,49 +87,27 @@ def replay_network(store: Store | str | Path, network_id: str) -> ReplayedNetwor
             diverges although the store says it trained (the store was written by other code).
     """
     # imported here: simulation pulls in joblib/tqdm, which the NWB reader does not need
-    from learnscope.datasets import load_task
-    from learnscope.identify.simulation import checkpoint_steps, circuit_for_architecture
-    from learnscope.plasticity.rules import cross_entropy_loss, make_rule, mse_loss
+    from learnscope.identify.simulation import Diverged, setup_training, training_checkpoints
 
     spec = network_spec(store, network_id)
-    tr = spec["training"]
-    task = load_task(spec["task"], n_train=tr["n_train"], n_probe=tr["n_probe"], image=spec["architecture"] == "cnn")
-    circuit = circuit_for_architecture(spec["architecture"], task)
-    rule = make_rule({"name": spec["rule"], "lr": spec["lr"], "weight_decay": tr["weight_decay"],
-                      **spec["rule_params"]})
-    loss_fn = cross_entropy_loss if task.kind == "classification" else mse_loss
-    init_gen = rng.network_generator(spec["seed"], 0)
-    order_gen = rng.network_generator(spec["seed"], 1)
-    params = circuit.init_params(init_gen)
-    state = rule.init_state(circuit, params, init_gen)
-    n = task.x_train.shape[0]
-    bs = min(spec["batch_size"], n)
-    per_epoch = math.ceil(n / bs)
-    total = tr["epochs"] * per_epoch
-    ckpts = checkpoint_steps(total, tr["checkpoints"])
-    ckpt_steps = {int(s) for s in ckpts}
-    perm = torch.randperm(n, generator=order_gen)
+    run = setup_training(spec)
+    circuit = run.circuit
     acts: list[list[np.ndarray]] = [[] for _ in circuit.layers]
-    for step in range(total + 1):
-        if step in ckpt_steps:
+    try:
+        for point in training_checkpoints(run):
+            if point.checkpoint is None:  # a step only jittered conditions measure
+                continue
             with torch.no_grad():
-                _, records = circuit.forward(params, task.probe, record=True)
+                _, records = circuit.forward(point.params, run.task.probe, record=True)
             for layer in circuit.layers:
                 out = records[layer.index]["output"].detach().to(torch.float64)
                 acts[layer.index].append(out.reshape(out.shape[0], -1).numpy().copy())
-        if step == total:
-            break
-        k = step % per_epoch
-        if k == 0 and step > 0:
-            perm = torch.randperm(n, generator=order_gen)
-        idx = perm[k * bs:(k + 1) * bs]
-        params, state, info = rule.step(circuit, params, state, task.x_train[idx], task.y_train[idx], loss_fn)
-        if not torch.isfinite(torch.as_tensor(info["loss"])).all() or not all(torch.isfinite(p).all() for p in params):
-            raise StoreError(f"replaying network {network_id} diverged at step {step + 1} although the store says it "
-                             "trained; the store was written by another version of learnscope")
+    except Diverged as err:
+        raise StoreError(f"replaying network {network_id} diverged at step {err.step} although the store says it "
+                         "trained; the store was written by another version of learnscope") from None
     return ReplayedNetwork(
         network_id=network_id, spec=spec,
         layers=tuple(layer.name for layer in circuit.layers), groups=tuple(layer.group for layer in circuit.layers),
-        steps=ckpts.astype(np.int64), training_fraction=ckpts / total,
+        steps=run.steps.astype(np.int64), training_fraction=run.steps / run.total_steps,
         activities=tuple(np.stack(a) for a in acts),
     )

@@ -3,7 +3,9 @@
 :func:`train_and_record` runs one network job (a dict from :func:`learnscope.identify.grid.expand`): it trains
 the circuit with its rule, and at each of the evenly spaced checkpoints (initialisation included) measures
 every layer's 45 observables under every measurement condition, from the same raw tensors (a condition with
-``jitter`` measures each checkpoint at its own perturbed step, :func:`jittered_steps`). :func:`simulate`
+``jitter`` measures each checkpoint at its own perturbed step, :func:`jittered_steps`). The training itself is
+:func:`training_checkpoints` (a generator over the measured steps of a :class:`TrainingRun` from
+:func:`setup_training`), the one loop that :func:`~learnscope.identify.replay.replay_network` shares. :func:`simulate`
 runs all unfinished jobs of a grid through joblib (loky processes locally, dask.distributed on a cluster)
 and each job writes its own files into the :class:`~learnscope.identify.store.Store`.
 
@@ -43,14 +45,18 @@ from learnscope.identify import measurement
 from learnscope.identify.grid import check_feasible, circuit_for, expand
 from learnscope.identify.observables import ALL_OBS, Condition, measure_layer
 from learnscope.identify.store import Damage, Store
-from learnscope.plasticity.rules import angle_between, cross_entropy_loss, make_rule, mse_loss
+from learnscope.plasticity.rules import Rule, RuleState, angle_between, cross_entropy_loss, make_rule, mse_loss
 from learnscope.validation import check_positive_int
 
 BACKENDS = ("loky", "dask", "sequential")
 
 
 class Diverged(Exception):
-    """Training produced a non-finite loss or parameter."""
+    """Training produced a non-finite loss or parameter (``step``: where, when known)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def circuit_for_architecture(architecture: str, task: Task) -> Circuit:
@@ -125,6 +131,114 @@ def jittered_steps(conditions: list[Condition], total_steps: int, n_checkpoints:
     return dict(out)
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """One network job set up to train: what :func:`training_checkpoints` steps through.
+
+    Attributes:
+        spec: the job (:func:`learnscope.identify.grid.expand`).
+        task, circuit, rule, loss_fn: the task split, the circuit sized for it, the learning rule and the loss
+            (cross-entropy for classification, MSE otherwise).
+        conditions: the grid's measurement conditions, in order (the index keys their noise streams).
+        network_key: ``int(network_id, 16)``, the key of the per-network random streams of the measurement models.
+        total_steps: ``epochs · ceil(n_train / batch_size)`` optimisation steps.
+        steps: ``(C,)`` the evenly spaced checkpoint steps (:func:`checkpoint_steps`), 0 and ``total_steps`` included.
+        jittered: where the jittered conditions measure (:func:`jittered_steps`).
+    """
+
+    spec: dict
+    task: Task
+    circuit: Circuit
+    rule: Rule
+    loss_fn: Callable
+    conditions: tuple[Condition, ...]
+    network_key: int
+    total_steps: int
+    steps: np.ndarray
+    jittered: dict[int, list[tuple[int, Condition, int]]]
+
+    @property
+    def classification(self) -> bool:
+        """Whether the task is a classification (accuracies are recorded; NaN otherwise)."""
+        return self.task.kind == "classification"
+
+
+@dataclass(frozen=True)
+class TrainingPoint:
+    """A step of training at which something is measured (see :func:`training_checkpoints`).
+
+    Attributes:
+        step: the optimisation step (0 = initialisation; the parameters after ``step`` updates).
+        fraction: ``step / total_steps``, in ``[0, 1]``.
+        checkpoint: index of the evenly spaced checkpoint at this step, ``None`` where only jittered conditions
+            measure here.
+        jittered: ``(condition index, condition, checkpoint index)`` of the jittered conditions measuring here.
+        params, state: the circuit's parameters and the rule's state at this step (read them, do not modify them).
+    """
+
+    step: int
+    fraction: float
+    checkpoint: int | None
+    jittered: list[tuple[int, Condition, int]]
+    params: list[torch.Tensor]
+    state: RuleState
+
+
+def setup_training(spec: dict) -> TrainingRun:
+    """Load the task, build the circuit and the rule of a job, and place its checkpoints (nothing trained yet)."""
+    tr = spec["training"]
+    task = load_task(spec["task"], n_train=tr["n_train"], n_probe=tr["n_probe"], image=spec["architecture"] == "cnn")
+    circuit = circuit_for_architecture(spec["architecture"], task)
+    rule = make_rule({"name": spec["rule"], "lr": spec["lr"], "weight_decay": tr["weight_decay"],
+                      **spec["rule_params"]})
+    conditions = tuple(Condition(**c) for c in spec["conditions"])
+    network_key = int(spec["network_id"], 16)
+    n = task.x_train.shape[0]
+    total = tr["epochs"] * math.ceil(n / min(spec["batch_size"], n))
+    return TrainingRun(spec=spec, task=task, circuit=circuit, rule=rule,
+                       loss_fn=cross_entropy_loss if task.kind == "classification" else mse_loss,
+                       conditions=conditions, network_key=network_key, total_steps=total,
+                       steps=checkpoint_steps(total, tr["checkpoints"]),
+                       jittered=jittered_steps(list(conditions), total, tr["checkpoints"], network_key))
+
+
+def training_checkpoints(run: TrainingRun) -> Iterator[TrainingPoint]:
+    """Train ``run``'s network and yield it at every step where something is measured, in step order.
+
+    Those steps are the evenly spaced checkpoints ``run.steps`` and the jittered conditions' steps ``run.jittered``.
+    Deterministic: the initialisation draws from ``rng.network_generator(seed, 0)``, the data order (a fresh
+    permutation of the training set each epoch, minibatches of ``batch_size``) from ``(seed, 1)``; nothing else
+    draws from them, so what a consumer does at a yielded point cannot change the training.
+
+    Raises:
+        Diverged: a non-finite loss or parameter after a step (``"non-finite loss or weights at step s"``).
+    """
+    circuit, rule, task = run.circuit, run.rule, run.task
+    init_gen = rng.network_generator(run.spec["seed"], 0)
+    order_gen = rng.network_generator(run.spec["seed"], 1)
+    params = circuit.init_params(init_gen)
+    state = rule.init_state(circuit, params, init_gen)
+    n = task.x_train.shape[0]
+    bs = min(run.spec["batch_size"], n)
+    per_epoch = math.ceil(n / bs)
+    total = run.total_steps
+    ckpt_of_step = {int(s): i for i, s in enumerate(run.steps)}
+    perm = torch.randperm(n, generator=order_gen)
+    for step in range(total + 1):
+        if step in ckpt_of_step or step in run.jittered:
+            yield TrainingPoint(step=step, fraction=step / total, checkpoint=ckpt_of_step.get(step),
+                                jittered=run.jittered.get(step, []), params=params, state=state)
+        if step == total:
+            return
+        k = step % per_epoch
+        if k == 0 and step > 0:
+            perm = torch.randperm(n, generator=order_gen)
+        idx = perm[k * bs:(k + 1) * bs]
+        params, state, info = rule.step(circuit, params, state, task.x_train[idx], task.y_train[idx], run.loss_fn)
+        if not torch.isfinite(torch.as_tensor(info["loss"])).all() or not all(torch.isfinite(p).all() for p in params):
+            raise Diverged(f"non-finite loss or weights at step {step + 1}", step + 1)
+
+
 def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
     """Train one network of a grid and record its observables; returns (network row, observation rows).
 
@@ -134,7 +248,6 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
     """
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    tr = spec["training"]
     meta = {"network_id": spec["network_id"], "task": spec["task"], "architecture": spec["architecture"],
             "rule": spec["rule"], "batch_size": spec["batch_size"], "lr": spec["lr"],
             "lr_multiplier": spec["lr_multiplier"], "seed": spec["seed"]}
@@ -142,64 +255,36 @@ def train_and_record(spec: dict) -> tuple[dict, pd.DataFrame | None]:
                         "train_accuracy_curve": [], "angle_curves": [], "steps": 0, "wall_time_s": 0.0}
     obs_rows: list[dict] = []
     try:
-        task = load_task(spec["task"], n_train=tr["n_train"], n_probe=tr["n_probe"],
-                         image=spec["architecture"] == "cnn")
-        circuit = circuit_for_architecture(spec["architecture"], task)
-        rule = make_rule({"name": spec["rule"], "lr": spec["lr"], "weight_decay": tr["weight_decay"],
-                          **spec["rule_params"]})
-        conditions = [Condition(**c) for c in spec["conditions"]]
-        network_key = int(spec["network_id"], 16)
-        on_schedule = [(ci, c) for ci, c in enumerate(conditions) if c.jitter == 0]
-        classification = task.kind == "classification"
-        loss_fn: Callable = cross_entropy_loss if classification else mse_loss
-        init_gen = rng.network_generator(spec["seed"], 0)
-        order_gen = rng.network_generator(spec["seed"], 1)
-        params = circuit.init_params(init_gen)
-        state = rule.init_state(circuit, params, init_gen)
-        n = task.x_train.shape[0]
-        bs = min(spec["batch_size"], n)
-        per_epoch = math.ceil(n / bs)
-        total = tr["epochs"] * per_epoch
-        ckpts = checkpoint_steps(total, tr["checkpoints"])
-        ckpt_of_step = {int(s): i for i, s in enumerate(ckpts)}
-        off_schedule = jittered_steps(conditions, total, tr["checkpoints"], network_key)
-        perm = torch.randperm(n, generator=order_gen)
+        run = setup_training(spec)
+        circuit, rule, task = run.circuit, run.rule, run.task
+        on_schedule = [(ci, c) for ci, c in enumerate(run.conditions) if c.jitter == 0]
         angles: list[list[float]] = [[] for _ in circuit.layers]
-        for step in range(total + 1):
-            if step in ckpt_of_step:
-                i = ckpt_of_step[step]
-                loss, acc = _evaluate(circuit, params, task.x_train, task.y_train, loss_fn, classification)
-                _, test_acc = _evaluate(circuit, params, task.x_test, task.y_test, loss_fn, classification)
+        for point in training_checkpoints(run):
+            params, step = point.params, point.step
+            if point.checkpoint is not None:
+                loss, acc = _evaluate(circuit, params, task.x_train, task.y_train, run.loss_fn, run.classification)
+                _, test_acc = _evaluate(circuit, params, task.x_test, task.y_test, run.loss_fn, run.classification)
                 if not math.isfinite(loss):
-                    raise Diverged(f"training loss is {loss} at step {step}")
+                    raise Diverged(f"training loss is {loss} at step {step}", step)
                 row["loss_curve"].append(loss)
                 row["train_accuracy_curve"].append(acc)
                 row["test_accuracy_curve"].append(test_acc)
-                fb = rule.feedback(state)
+                fb = rule.feedback(point.state)
                 for layer in circuit.layers:
                     b = fb[layer.index] if fb is not None else None
                     angles[layer.index].append(
                         float(angle_between(b, params[2 * layer.index])) if b is not None else float("nan"))
                 if on_schedule:
-                    obs_rows += _record(circuit, params, rule, fb, task.probe, [(ci, c, i) for ci, c in on_schedule],
-                                        meta, step, step / total, network_key)
-            if step in off_schedule:
-                obs_rows += _record(circuit, params, rule, rule.feedback(state), task.probe, off_schedule[step], meta,
-                                    step, step / total, network_key)
-            if step == total:
-                break
-            k = step % per_epoch
-            if k == 0 and step > 0:
-                perm = torch.randperm(n, generator=order_gen)
-            idx = perm[k * bs:(k + 1) * bs]
-            params, state, info = rule.step(circuit, params, state, task.x_train[idx], task.y_train[idx], loss_fn)
-            if not torch.isfinite(torch.as_tensor(info["loss"])).all() or not all(
-                    torch.isfinite(p).all() for p in params):
-                raise Diverged(f"non-finite loss or weights at step {step + 1}")
-        row["steps"] = total
+                    obs_rows += _record(circuit, params, rule, fb, task.probe,
+                                        [(ci, c, point.checkpoint) for ci, c in on_schedule], meta, step,
+                                        point.fraction, run.network_key)
+            if point.jittered:
+                obs_rows += _record(circuit, params, rule, rule.feedback(point.state), task.probe, point.jittered,
+                                    meta, step, point.fraction, run.network_key)
+        row["steps"] = run.total_steps
         row["angle_curves"] = angles
-        if off_schedule:  # the order of a grid without jitter: checkpoint, layer, condition
-            order = {c.name: ci for ci, c in enumerate(conditions)}
+        if run.jittered:  # the order of a grid without jitter: checkpoint, layer, condition
+            order = {c.name: ci for ci, c in enumerate(run.conditions)}
             obs_rows.sort(key=lambda r: (r["checkpoint"], r["layer_index"], order[r["condition"]]))
     except Diverged as err:
         row["status"], row["reason"] = "diverged", str(err)

@@ -1,21 +1,25 @@
 """The eigenlearning overlay of a kernel-type bias run: what theory predicts beside what the search found (wave2 §2.3).
 
-Pure functions of a :class:`~learnscope.theory.spectra.Spectrum` and a
-:class:`~learnscope.theory.eigenlearning.Prediction` (no learner is trained here; the run measures and passes the
-measured numbers in); every result is a JSON-able dict.
+:func:`run_overlay` is the hook of a kernel-type run: it takes the learner's spectrum, the found functions and the
+measured few-shot MSEs (no learner is trained here; the run measures and passes the measured numbers in) and
+returns one JSON-able dict built from the pure overlay computations, which live in their own modules and are all
+re-exported here (import them from here):
 
-* :func:`eigenspace_table` — the theory's ranking of the non-constant eigenspaces, with each one's relative gap to the
-  next and its tie group (eigenspaces chained by gaps below :data:`ILL_POSED_GAP`).
-* :func:`assignment_slots` / :func:`assignment` — f_j should lie in the j-th most learnable non-constant eigenspace,
-  counting multiplicity; the metric is the energy of f_j in that eigenspace, "ill-posed" where it is tied.
-* :func:`predicted_mse` and :func:`compare_mse` — E₀ (Σ (1 − L_i)² v_i² + r) from a function's measured coefficients
-  (r: the energy above the spectrum's top level, counted as unlearnt), against the measured few-shot MSE:
-  Spearman ρ and the median of |pred/meas − 1|.
-* :func:`control_functions` — random smooth functions rank-transformed to a given marginal (the MSE test's controls).
-* :func:`optimality` — measured MSE of f1 over the theory's minimum E₀ (1 − L_top)² ‖f1‖².
-* :func:`contrast_overlay` — per-eigenspace predicted MSE ratio of learner B over learner A, the predicted best
-  contrast (outside the eigenspaces both learn well), the found function's composition, the admixture note.
-* :func:`theory_summary` / :func:`format_theory_summary` — the same without a search, for ``learnscope bias theory``.
+* :mod:`~learnscope.theory.ranking` — :func:`eigenspace_table`, the theory's ranking of the non-constant
+  eigenspaces, with each one's relative gap to the next and its tie group (eigenspaces chained by gaps below
+  :data:`ILL_POSED_GAP`); :func:`assignment_slots` / :func:`assignment`, f_j should lie in the j-th most learnable
+  non-constant eigenspace, counting multiplicity; the metric is the energy of f_j in that eigenspace, "ill-posed"
+  where it is tied.
+* :mod:`~learnscope.theory.mse` — :func:`predicted_mse` and :func:`compare_mse`, E₀ (Σ (1 − L_i)² v_i² + r) from a
+  function's measured coefficients (r: the energy above the spectrum's top level, counted as unlearnt), against the
+  measured few-shot MSE: Spearman ρ and the median of |pred/meas − 1|; :func:`control_functions`, random smooth
+  functions rank-transformed to a given marginal (the MSE test's controls).
+* :mod:`~learnscope.theory.contrast` — :func:`optimality`, measured MSE of f1 over the theory's minimum
+  E₀ (1 − L_top)² ‖f1‖²; :func:`contrast_overlay`, per-eigenspace predicted MSE ratio of learner B over learner A,
+  the predicted best contrast (outside the eigenspaces both learn well), the found function's composition, the
+  admixture note.
+* here — :func:`coefficients_many` (a spectrum's coefficients of many functions at once), :func:`theory_summary` /
+  :func:`format_theory_summary`, the same without a search, for ``learnscope bias theory``.
 
 Ridge convention: δ is what the learner adds to its Gram matrix, (K + δI) with δ not scaled by n (learnscope's
 KernelRidge, RandomFeatureRidge and Ridge all use their ``lam`` so), and n is the number of training points of the
@@ -24,20 +28,43 @@ few-shot tasks (``search.n_train``, or ``analysis.gen_n_train`` where set); ``di
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from learnscope import rng
-from learnscope.errors import ConfigError, ShapeError
-from learnscope.validation import check_positive_int, check_scalar
+from learnscope.errors import ConfigError
+from learnscope.theory.contrast import ADMIXTURE_SHARE, SHARED_EASY_MSE, contrast_overlay, min_unit_mse, optimality
+from learnscope.theory.mse import (
+    CONTROL_COUNT,
+    CONTROL_STREAM,
+    MarginalControl,
+    compare_mse,
+    control_functions,
+    predicted_mse,
+)
+from learnscope.theory.ranking import (
+    ENERGY_BAR,
+    ILL_POSED_GAP,
+    NULL_SPACE,
+    NYSTROM_SE_TIE,
+    ZERO_EIGENVALUE,
+    assignment,
+    assignment_slots,
+    eigenspace_table,
+    eigenvalue_errors,
+    relative_gap,
+)
+from learnscope.validation import check_positive_int
 
 __all__ = [
     "ADMIXTURE_SHARE",
+    "CONTROL_COUNT",
+    "CONTROL_STREAM",
     "ENERGY_BAR",
     "ILL_POSED_GAP",
+    "NULL_SPACE",
     "NYSTROM_SE_TIE",
     "SHARED_EASY_MSE",
     "ZERO_EIGENVALUE",
@@ -51,6 +78,7 @@ __all__ = [
     "eigenspace_table",
     "eigenvalue_errors",
     "format_theory_summary",
+    "min_unit_mse",
     "optimality",
     "predicted_mse",
     "relative_gap",
@@ -58,391 +86,7 @@ __all__ = [
     "theory_summary",
 ]
 
-#: Two eigenspaces whose relative eigen-gap (λ_a − λ_b)/λ_a is below this are tied: which of them f_j lies in is
-#: "ill-posed". Why 0.1: (1) a Nyström spectrum from M ≤ 2000 samples splits a degenerate eigenspace by a relative
-#: amount of order √(2/M) ≈ 3–5 % per eigenvalue (more for the spread of a 3-fold space), so smaller gaps are not
-#: resolved by the spectrum itself; (2) where λ ≫ κ the predicted MSE of a unit function is ≈ E₀ (κ/λ)², so a 10 %
-#: gap changes it by ≲ 20 % — no more than the few-shot MSE's own spread over seeds and the noise of a meta-gradient
-#: averaged over a handful of learners, i.e. a search cannot be expected to decide it.
-ILL_POSED_GAP = 0.1
-#: On a Nyström spectrum two eigenvalues within this many combined standard errors (:func:`eigenvalue_errors`) are
-#: also tied: a degenerate eigenspace (the two axes of the disc under a linear kernel) is split by sampling by up to
-#: ~2–3 standard errors of each eigenvalue, so 3 (se_a + se_b) keeps such a split from being read as a ranking.
-NYSTROM_SE_TIE = 3.0
-#: Eigenvalues at most this fraction of the largest are zero (and tied with each other): Nyström round-off, the
-#: exact zeros of odd degrees ≥ 3 of the arc-cosine kernel.
-ZERO_EIGENVALUE = 1e-10
-#: The assignment bar of wave2 §2.3: f_j's energy in its predicted eigenspace ≥ 0.95 where the gap is large.
-ENERGY_BAR = 0.95
-#: A learner "learns an eigenspace well" when the predicted MSE of a unit-norm function in it, E₀ (1 − L)², is at
-#: most this (10 % of the function's variance left as error).
-SHARED_EASY_MSE = 0.1
-#: A found contrast whose energy lies at least this much in eigenspaces both learners learn well is "a small
-#: admixture on a shared easy function": its ratio comes from the minority part, not a finding.
-ADMIXTURE_SHARE = 0.5
-#: The label of a slot past every eigenfunction a spectrum holds (a Nyström spectrum keeps only modes with λ > 0).
-NULL_SPACE = "null space (λ = 0)"
-#: Random control functions of the MSE test (wave2 §2.3 asks for ≥ 20).
-CONTROL_COUNT = 20
-#: The named stream of the control functions (``rng.numpy_rng(seed, CONTROL_STREAM, index)``).
-CONTROL_STREAM = "theory_controls"
 
-
-# ------------------------------------------------------------------------------------------- ranking and ties
-def relative_gap(a: float, b: float, zero: float) -> float:
-    """(λ_hi − λ_lo)/λ_hi of two eigenvalues (order-free, ≥ 0); 0 when both are at most ``zero`` (both zero)."""
-    hi, lo = max(a, b), min(a, b)
-    if hi <= zero:
-        return 0.0
-    return float((hi - max(lo, 0.0)) / hi)
-
-
-def eigenvalue_errors(spectrum: Any) -> np.ndarray:
-    """Standard error of each eigenvalue estimate, ``(K,)``: 0 for Funk–Hecke (exact); for Nyström the Monte Carlo
-    error of λ_i = mean_x (k φ_i)(x) φ_i(x) over M samples, se_i = λ_i · std(φ_i²) / √M (φ_i of unit mean square at
-    the samples), the first-order error of a simple eigenvalue."""
-    lam = np.asarray(spectrum.eigenvalues, dtype=float)
-    vec = getattr(spectrum, "eigenvectors", None)
-    if spectrum.kind != "nystrom" or vec is None:
-        return np.zeros_like(lam)
-    vec = np.asarray(vec, dtype=float)
-    return lam * (vec**2).std(axis=0) / math.sqrt(vec.shape[0])
-
-
-def _ranked(spectrum: Any, errors: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
-    """(ranked non-constant level indices, their eigenvalues, multiplicities, the zero threshold, standard errors);
-    ``errors`` (K,) overrides :func:`eigenvalue_errors` (e.g. zeros for a Nyström spectrum on a quadrature set)."""
-    order = np.asarray(spectrum.ranking(skip_constant=True), dtype=int)
-    lam = np.asarray(spectrum.eigenvalues, dtype=float)
-    mult = np.asarray(spectrum.multiplicity, dtype=int)
-    if order.size == 0:
-        raise ConfigError("the spectrum has no non-constant eigenspace; nothing to rank")
-    zero = ZERO_EIGENVALUE * max(float(np.abs(lam).max()), 1e-300)
-    se = eigenvalue_errors(spectrum) if errors is None else np.asarray(errors, dtype=float)
-    return order, lam[order], mult[order], zero, se[order]
-
-
-def _tied(a: float, b: float, se_a: float, se_b: float, zero: float, gap: float) -> bool:
-    """Two eigenvalues are tied when their relative gap is below ``gap`` or the gap is within
-    :data:`NYSTROM_SE_TIE` combined standard errors of the estimates (a Nyström spectrum's sampling noise)."""
-    hi = max(a, b)
-    return relative_gap(a, b, zero) < gap or abs(a - b) <= NYSTROM_SE_TIE * (se_a + se_b) and hi > zero
-
-
-def _tie_groups(lam_ranked: np.ndarray, zero: float, gap: float, se: np.ndarray | None = None) -> np.ndarray:
-    """Tie-group id per ranked eigenspace: consecutive eigenspaces share a group when they are :func:`_tied`."""
-    se = np.zeros_like(lam_ranked) if se is None else se
-    ids = np.zeros(len(lam_ranked), dtype=int)
-    for r in range(1, len(lam_ranked)):
-        tied = _tied(lam_ranked[r - 1], lam_ranked[r], se[r - 1], se[r], zero, gap)
-        ids[r] = ids[r - 1] if tied else ids[r - 1] + 1
-    return ids
-
-
-def _label(spectrum: Any, level: int) -> str:
-    labels = getattr(spectrum, "labels", None)
-    return str(labels[level]) if labels is not None and level < len(labels) else f"level {level}"
-
-
-def _unit_mse(prediction: Any) -> np.ndarray:
-    """E₀ (1 − L_i)² per level: the predicted MSE of a unit-norm function in level i, shape (K,)."""
-    return float(prediction.e0) * (1.0 - np.asarray(prediction.learnability, dtype=float)) ** 2
-
-
-def eigenspace_table(spectrum: Any, prediction: Any | None = None, *, top: int | None = 12,
-                     gap: float = ILL_POSED_GAP, errors: np.ndarray | None = None) -> list[dict]:
-    """The theory's ranking of the non-constant eigenspaces, most learnable first (the order of λ, which is the
-    order of L_i = λ_i/(λ_i + κ) at any n and ridge).
-
-    One dict per eigenspace: ``rank`` (1-based), ``level`` (index into the spectrum), ``label``, ``eigenvalue``,
-    ``multiplicity``, ``gap_to_next`` = (λ_r − λ_{r+1})/λ_r (NaN for the last shown), ``tie_group`` (eigenspaces
-    chained by ties share it: relative gap below ``gap``, or on a Nyström spectrum within :data:`NYSTROM_SE_TIE`
-    combined standard errors), ``tied_with_next``, ``standard_error`` of λ (0 when exact), and with a
-    ``prediction`` ``learnability`` L and ``unit_mse`` = E₀ (1 − L)². ``top`` limits the rows (None: all).
-    """
-    check_scalar("gap", gap, float, low=0.0, high=1.0)
-    order, lam, mult, zero, se = _ranked(spectrum, errors)
-    groups = _tie_groups(lam, zero, gap, se)
-    unit = _unit_mse(prediction) if prediction is not None else None
-    rows = []
-    shown = len(order) if top is None else min(int(top), len(order))
-    for r in range(shown):
-        level = int(order[r])
-        row = {"rank": r + 1, "level": level, "label": _label(spectrum, level), "eigenvalue": float(lam[r]),
-               "multiplicity": int(mult[r]),
-               "gap_to_next": relative_gap(lam[r], lam[r + 1], zero) if r + 1 < len(order) else float("nan"),
-               "tie_group": int(groups[r]), "tied_with_next": bool(r + 1 < len(order) and groups[r + 1] == groups[r]),
-               "standard_error": float(se[r])}
-        if prediction is not None:
-            row["learnability"] = float(np.asarray(prediction.learnability)[level])
-            row["unit_mse"] = float(unit[level])
-        rows.append(row)
-    return rows
-
-
-def assignment_slots(spectrum: Any, count: int, *, gap: float = ILL_POSED_GAP,
-                     errors: np.ndarray | None = None) -> list[dict]:
-    """Where the theory puts f_1 … f_count: the j-th most learnable non-constant eigenspace, counting multiplicity
-    (on S² with the order-1 arc-cosine kernel f1–f3 in degree 1, f4–f8 in degree 2, never in a zero eigenspace while
-    a positive one is left). Slots past every eigenfunction the spectrum holds are the kernel's null space
-    (``level`` None, label :data:`NULL_SPACE`).
-
-    Per slot: ``index`` j, ``level``, ``label``, ``eigenvalue``, ``ill_posed`` (its eigenspace is tied, relative gap
-    < ``gap``, with a neighbour in the ranking: the earlier functions may have filled either, so which one f_j lies in
-    is not decided by the theory), ``tied_levels`` (the tie group's levels, the eigenspace's own first) and
-    ``gap`` (the smallest relative gap to a neighbouring eigenspace; NaN if there is none).
-    """
-    count = check_positive_int("count", count)
-    order, lam, mult, zero, se = _ranked(spectrum, errors)
-    groups = _tie_groups(lam, zero, gap, se)
-    ranks = np.repeat(np.arange(len(order)), mult)[:count]
-    out = []
-    for j in range(len(ranks), count):  # past every eigenfunction held: the kernel's null space (λ = 0)
-        out.append({"index": j + 1, "level": None, "label": NULL_SPACE, "eigenvalue": 0.0, "ill_posed": False,
-                    "tied_levels": [], "gap": float("nan")})
-    for j, r in enumerate(ranks):
-        near = [relative_gap(lam[r], lam[q], zero) for q in (r - 1, r + 1) if 0 <= q < len(order)]
-        tied = [int(order[q]) for q in np.flatnonzero(groups == groups[r]) if q != r]
-        out.append({"index": j + 1, "level": int(order[r]), "label": _label(spectrum, int(order[r])),
-                    "eigenvalue": float(lam[r]), "ill_posed": bool(tied), "tied_levels": [int(order[r]), *tied],
-                    "gap": float(min(near)) if near else float("nan")})
-    return sorted(out, key=lambda slot: slot["index"])
-
-
-def _fractions(coefficients_sq: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Energy fractions v_i²/‖f‖², (S, K) from (S, K) coefficients and (S,) mean squares."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(coefficients_sq, dtype=float) / np.asarray(total, dtype=float)[:, None]
-
-
-def assignment(spectrum: Any, coefficients_sq: Sequence[np.ndarray], totals: Sequence[np.ndarray], *,
-               gap: float = ILL_POSED_GAP, bar: float = ENERGY_BAR, errors: np.ndarray | None = None) -> list[dict]:
-    """The assignment test: the energy of each found f_j in the eigenspace the theory assigns it.
-
-    coefficients_sq[j] : (S, K) energy per level of f_{j+1} for each of S seeds (``Spectrum.coefficients_sq``);
-    totals[j] : (S,) its mean square ‖f‖² on the same points (so the fractions count the energy above the top level).
-
-    Per function, the slot of :func:`assignment_slots` plus ``energy`` (S,) = v²_level/‖f‖², ``energy_tied`` (S,) =
-    the fraction in the slot's tie group, ``meets_bar`` (every seed ≥ ``bar``; None where the slot is ill-posed:
-    the search cannot be judged on a question the theory leaves open) and ``meets_bar_tied`` (the same for the tie
-    group, which is the claim the theory does make there).
-    """
-    if len(coefficients_sq) != len(totals):
-        raise ShapeError(f"{len(coefficients_sq)} coefficient arrays but {len(totals)} totals")
-    if not coefficients_sq:
-        return []
-    slots = assignment_slots(spectrum, len(coefficients_sq), gap=gap, errors=errors)
-    out = []
-    for slot, c, t in zip(slots, coefficients_sq, totals, strict=True):
-        frac = _fractions(np.atleast_2d(c), np.atleast_1d(t))
-        if slot["level"] is None:  # the null space: the energy outside every level held
-            e = e_tied = np.clip(1.0 - frac.sum(axis=1), 0.0, 1.0)
-        else:
-            e = frac[:, slot["level"]]
-            e_tied = frac[:, slot["tied_levels"]].sum(axis=1)
-        ok = bool(np.all(e >= bar))
-        out.append(slot | {"energy": e.tolist(), "energy_tied": e_tied.tolist(),
-                           "meets_bar": None if slot["ill_posed"] else ok,
-                           "meets_bar_tied": bool(np.all(e_tied >= bar))})
-    return out
-
-
-# ------------------------------------------------------------------------------------------------- MSE test
-def predicted_mse(prediction: Any, coefficients_sq: np.ndarray, total: float | None = None,
-                  noise: float = 0.0) -> float:
-    """The eigenlearning few-shot test MSE of a function from its energy per level (wave2 §2.1):
-
-    .. math:: \\mathrm{MSE} = E_0\\Big(\\sum_i (1 - L_i)^2 v_i^2 + r + \\varepsilon^2\\Big),
-              \\qquad r = \\max\\big(\\|f\\|^2 - \\textstyle\\sum_i v_i^2,\\ 0\\big)
-
-    coefficients_sq : (K,) v_i² per level (multiplicity folded in); total : ‖f‖² (mean square on the domain), so r is
-    the energy above the spectrum's top level, counted as unlearnt (L = 0: those eigenvalues are far below κ);
-    None: r = 0. noise : label noise std ε. Units: those of f².
-    """
-    v = np.asarray(coefficients_sq, dtype=float)
-    rest = 0.0 if total is None else max(float(total) - float(v.sum()), 0.0)
-    return float(prediction.test_mse(v, noise=noise)) + float(prediction.e0) * rest
-
-
-def _ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..N of ``a`` (N,), ties given their average rank (as for Spearman's ρ)."""
-    order = np.argsort(a, kind="stable")
-    ranks = np.empty(len(a))
-    ranks[order] = np.arange(1, len(a) + 1)
-    _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
-def compare_mse(predicted: Sequence[float], measured: Sequence[float]) -> dict:
-    """How well predicted MSEs match measured ones: ``spearman`` ρ (the Pearson correlation of the ranks, ties
-    averaged), ``median_relative_error``
-    median |pred/meas − 1|, ``count``. Pairs with a non-finite or non-positive measured value are left out."""
-    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
-    if p.shape != m.shape:
-        raise ShapeError(f"{p.shape[0]} predicted but {m.shape[0]} measured MSEs")
-    keep = np.isfinite(p) & np.isfinite(m) & (m > 0)
-    p, m = p[keep], m[keep]
-    if len(p) < 3:
-        return {"spearman": float("nan"), "median_relative_error": float("nan"), "count": int(len(p))}
-    rp, rm = _ranks(p), _ranks(m)
-    rp, rm = rp - rp.mean(), rm - rm.mean()
-    denom = math.sqrt(float(rp @ rp) * float(rm @ rm))
-    rho = float(rp @ rm) / denom if denom > 0 else float("nan")
-    return {"spearman": rho, "median_relative_error": float(np.median(np.abs(p / m - 1.0))), "count": int(len(p))}
-
-
-class MarginalControl:
-    """A random smooth function on the domain with a prescribed marginal: g(x) = Q(F̂_h(h(x))).
-
-    h(x) = Σ_k a_k cos(ω_k·x + b_k) (R random Fourier features, ω_k ~ N(0, s² I), a_k ~ N(0, 1), b_k ~ U(0, 2π)),
-    F̂_h is h's distribution function on ``reference`` points of the domain (piecewise linear through the
-    mid-ranks (i + ½)/N) and Q the quantile function of the wanted marginal; so g has that marginal (up to the
-    reference sample) and is a smooth, monotone re-labelling of h. Called on (N, d) numpy points -> (N,).
-    """
-
-    def __init__(self, omega: np.ndarray, phase: np.ndarray, amp: np.ndarray, reference: np.ndarray,
-                 quantile: Callable[[np.ndarray], np.ndarray], bandwidth: float):
-        self.omega, self.phase, self.amp, self.bandwidth = omega, phase, amp, float(bandwidth)
-        self._sorted = np.sort(self._h(reference))
-        self._quantile = quantile
-
-    def _h(self, x: np.ndarray) -> np.ndarray:
-        return np.cos(np.asarray(x, dtype=float) @ self.omega + self.phase) @ self.amp
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        ref = self._sorted
-        u = np.interp(self._h(x), ref, (np.arange(len(ref)) + 0.5) / len(ref))
-        return np.asarray(self._quantile(u), dtype=float)
-
-
-def control_functions(domain: Any, quantile: Callable[[np.ndarray], np.ndarray], count: int = CONTROL_COUNT, *,
-                      seed: int = 0, reference: int = 2000, features: int = 32,
-                      bandwidths: tuple[float, float] = (0.5, 6.0)) -> list[MarginalControl]:
-    """``count`` :class:`MarginalControl` functions with the marginal of ``quantile`` (u ∈ (0, 1) -> value).
-
-    Control i draws from ``rng.numpy_rng(seed, CONTROL_STREAM, i)`` (so it does not depend on ``count``); its
-    bandwidth s is log-uniform in ``bandwidths`` (≈ the highest harmonic degree it carries on the unit sphere), so the
-    controls range from nearly linear to rough. The reference points are ``domain.spread_sample(reference)`` from
-    the same stream.
-    """
-    import torch
-
-    count = check_positive_int("count", count)
-    lo, hi = bandwidths
-    out = []
-    for i in range(count):
-        g = rng.numpy_rng(int(seed), CONTROL_STREAM, i)
-        s = float(math.exp(g.uniform(math.log(lo), math.log(hi))))
-        d = int(domain.dim)
-        omega = s * g.standard_normal((d, features))
-        phase = g.uniform(0.0, 2 * math.pi, features)
-        amp = g.standard_normal(features)
-        gen = torch.Generator().manual_seed(int(g.integers(2**62)))
-        ref = domain.spread_sample(reference, gen, dtype=torch.float64).reshape(reference, -1).numpy()
-        out.append(MarginalControl(omega, phase, amp, ref, quantile, s))
-    return out
-
-
-# ------------------------------------------------------------------------------------------ optimality, contrast
-def min_unit_mse(prediction: Any, spectrum: Any) -> float:
-    """The theory's minimum MSE over unit-norm non-constant functions: E₀ (1 − L_top)², L_top the learnability of the
-    most learnable non-constant eigenspace."""
-    top = int(np.asarray(spectrum.ranking(skip_constant=True))[0])
-    return float(_unit_mse(prediction)[top])
-
-
-def optimality(prediction: Any, spectrum: Any, measured_mse: Sequence[float], mean_square: Sequence[float],
-               predicted_mse: Sequence[float] | None = None) -> dict:
-    """The search's optimality ratio per seed: measured few-shot MSE of f1 over the theory's minimum for a function
-    of f1's norm, E₀ (1 − L_top)² ‖f1‖² (1 = the search reached what theory says is possible; ≫ 1: stuck, or the
-    theory's asymptotics are off at this n). ``predicted_mse``: the theory's MSE of f1 from its own coefficients,
-    reported beside it (``predicted_ratio`` = predicted / minimum: how far f1 is from the optimum by the theory
-    itself — large when a little of f1's energy sits in poorly learnt eigenspaces while the minimum is ≈ 0)."""
-    floor = min_unit_mse(prediction, spectrum)
-    meas, ms = np.asarray(measured_mse, dtype=float), np.asarray(mean_square, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = meas / (floor * ms)
-        out = {"min_unit_mse": floor, "min_mse": (floor * ms).tolist(), "measured": meas.tolist(),
-               "ratio": ratio.tolist()}
-        if predicted_mse is not None:
-            pred = np.asarray(predicted_mse, dtype=float)
-            out |= {"predicted": pred.tolist(), "predicted_ratio": (pred / (floor * ms)).tolist()}
-    return out
-
-
-def contrast_overlay(spectrum_a: Any, prediction_a: Any, spectrum_b: Any, prediction_b: Any,
-                     found_coefficients_sq: np.ndarray | None = None, found_totals: np.ndarray | None = None, *,
-                     easy: float = SHARED_EASY_MSE, admixture: float = ADMIXTURE_SHARE) -> dict:
-    """The contrast, predicted: for every eigenspace the predicted MSE ratio B/A of a unit-norm function in it,
-
-    .. math:: r_i = \\frac{E_0^B (1 - L^B_i)^2}{E_0^A (1 - L^A_i)^2},
-
-    which needs both spectra on the same eigenspaces (the same labels: e.g. two rotation-invariant kernels on the
-    sphere, degree by degree; else ``{"available": False, "reason"}``). For two learners diagonal in one basis the
-    ratio of the two quadratic forms Σ b_i v_i² / Σ a_i v_i² is largest on a single eigenspace, so the predicted best
-    contrast is the eigenspace of largest r_i. ``shared_easy``: the non-constant eigenspaces both learn well
-    (unit MSE ≤ ``easy`` for both); ``best`` is taken outside them (the orthogonal complement of the functions both
-    learn well), ``best_unrestricted`` over all non-constant eigenspaces.
-
-    found_coefficients_sq (S, K) and found_totals (S,): the found function per seed; adds ``found``: its composition
-    (energy fraction per eigenspace, S rows), its predicted MSE under A and B and their ratio, its energy share in
-    ``shared_easy`` and, where that share is ≥ ``admixture`` on some seed, a ``note`` (the ratio comes from a small
-    admixture on a function both learn well: not a finding).
-    """
-    la, lb = list(getattr(spectrum_a, "labels", []) or []), list(getattr(spectrum_b, "labels", []) or [])
-    if not la or la != lb:
-        return {"available": False,
-                "reason": "the two learners' spectra are not on the same eigenspaces (e.g. a Nyström spectrum), so "
-                          "there is no per-eigenspace ratio"}
-    ua, ub = _unit_mse(prediction_a), _unit_mse(prediction_b)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = ub / ua
-    order = [int(i) for i in spectrum_a.ranking(skip_constant=True)]
-    shared = [i for i in order if ua[i] <= easy and ub[i] <= easy]
-    rest = [i for i in order if i not in shared]
-
-    def best_of(levels: list[int]) -> dict | None:
-        finite = [i for i in levels if np.isfinite(ratio[i])]
-        if not finite:
-            return None
-        i = max(finite, key=lambda k: ratio[k])
-        return {"level": i, "label": la[i], "ratio": float(ratio[i]), "unit_mse_a": float(ua[i]),
-                "unit_mse_b": float(ub[i])}
-
-    out: dict = {
-        "available": True,
-        "per_eigenspace": [{"level": i, "label": la[i], "unit_mse_a": float(ua[i]), "unit_mse_b": float(ub[i]),
-                            "ratio_b_over_a": float(ratio[i]), "shared_easy": i in shared} for i in order],
-        "shared_easy": [la[i] for i in shared],
-        "best": best_of(rest),
-        "best_unrestricted": best_of(order),
-        "thresholds": {"shared_easy_unit_mse": easy, "admixture_share": admixture},
-    }
-    if found_coefficients_sq is not None and found_totals is not None:
-        c = np.atleast_2d(np.asarray(found_coefficients_sq, dtype=float))
-        t = np.atleast_1d(np.asarray(found_totals, dtype=float))
-        frac = _fractions(c, t)
-        pa = np.array([predicted_mse(prediction_a, ci, ti) for ci, ti in zip(c, t, strict=True)])
-        pb = np.array([predicted_mse(prediction_b, ci, ti) for ci, ti in zip(c, t, strict=True)])
-        share = frac[:, shared].sum(axis=1) if shared else np.zeros(len(t))
-        found = {"composition": [{la[i]: float(f[i]) for i in range(len(la)) if f[i] >= 1e-3} for f in frac],
-                 "predicted_mse_a": pa.tolist(), "predicted_mse_b": pb.tolist(),
-                 "predicted_ratio": (pb / pa).tolist(), "shared_easy_share": share.tolist()}
-        flagged = [i for i, sh in enumerate(share) if shared and sh >= admixture]
-        found["admixture_seed_indices"] = flagged
-        if flagged:
-            which = ", ".join(f"{share[i]:.0%}" for i in flagged)
-            found["note"] = (f"on {len(flagged)} of {len(share)} seeds the found function has {which} of its energy "
-                             f"in eigenspaces both learners learn well ({', '.join(la[i] for i in shared)}); there its "
-                             "contrast ratio comes from a small admixture on top of a shared easy function, which is "
-                             "not a finding")
-        out["found"] = found
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ a run's overlay
 def coefficients_many(spectrum: Any, values: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``Spectrum.coefficients_sq`` of F functions at once: values ``(F, N)`` at ``points`` ``(N, d)`` -> ``(F, K)``.
 
