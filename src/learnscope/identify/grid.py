@@ -44,6 +44,7 @@ from learnscope.bundled import resolve_config_path
 from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, nearest_name
 from learnscope.fileio import shown
+from learnscope.identify.conditions import check_probes
 from learnscope.identify.observables import Condition, check_recordable
 from learnscope.plasticity.rules import RULES, make_rule
 from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
@@ -219,9 +220,7 @@ def _check_units_fit(cond: Condition, archs: list[str], n_probe: int) -> None:
     """What :func:`parse_grid` can check of a condition's unit and probe counts without loading a task: probes
     against ``training.n_probe``, and ``units`` (with ``small_layers = "error"``) against every hidden width of the
     MLPs. :func:`check_feasible` checks every recorded tensor (input, readout, conv layers)."""
-    if cond.probes is not None and cond.probes > n_probe:
-        raise ConfigError(f"condition {cond.name!r}: probes = {cond.probes} but the probe set has {n_probe} stimuli "
-                          "(training.n_probe); lower probes or raise n_probe")
+    check_probes(cond, n_probe)
     if cond.units is None or cond.small_layers == "all":
         return
     for arch in archs:
