@@ -61,6 +61,57 @@ def test_bad_values_raise_one_line_config_errors(raw, fragment):
     assert "\n" not in str(info.value)
 
 
+UNROLLED = {**BASE, "learner": {"name": "trained", "steps": 20}}
+
+
+def test_search_meta_gradient_goes_into_the_unrolled_learners_table():
+    cfg = parse_config({**UNROLLED, "search": {"meta_gradient": "checkpointed", "segment": 5}})
+    assert cfg.learner == {"name": "trained", "steps": 20, "meta_gradient": "checkpointed", "segment": 5}
+    learner = build_components(cfg).learner
+    assert (learner.meta_gradient, learner.segment) == ("checkpointed", 5)
+    # written only in [learner], it is taken into [search] (the resolved config says the same in both places)
+    cfg = parse_config({**UNROLLED, "learner": UNROLLED["learner"] | {"meta_gradient": "truncated", "truncate": 3}})
+    assert (cfg.search.meta_gradient, cfg.search.truncate) == ("truncated", 3)
+    # es runs no autograd through the learner: its table is left as written
+    cfg = parse_config({**UNROLLED, "search": {"meta_gradient": "es", "es_pairs": 3}})
+    assert cfg.learner == UNROLLED["learner"] and (cfg.search.es_pairs, cfg.search.es_sigma) == (3, 0.05)
+    # both learners of a contrast get it; a closed-form learner B is left alone
+    cfg = parse_config({**UNROLLED, "run": {"kind": "contrast"}, "learner_b": {"name": "kernel_ridge"},
+                        "search": {"meta_gradient": "implicit"}})
+    assert cfg.learner["meta_gradient"] == "implicit" and cfg.learner_b == {"name": "kernel_ridge"}
+
+
+@pytest.mark.parametrize("raw, error, fragment", [
+    ({**BASE, "learner": {"name": "kernel_ridge"}, "search": {"meta_gradient": "checkpointed"}}, ConfigError,
+     "search.meta_gradient = 'checkpointed' needs an unrolled learner .*; kernel_ridge has a closed form"),
+    ({**BASE, "learner": {"name": "small_cnn"}, "search": {"meta_gradient": "truncated", "truncate": 2}}, ConfigError,
+     "small_cnn offers meta_gradient = 'full' only"),
+    ({**BASE, "run": {"kind": "series"}, "series": [{}, {"meta_gradient": "implicit"}]}, ConfigError,
+     "'implicit' needs an unrolled learner"),
+    ({**UNROLLED, "learner": UNROLLED["learner"] | {"meta_gradient": "full"}, "search": {"meta_gradient": "implicit"}},
+     ConfigError, "\\[learner\\] meta_gradient = 'full' contradicts search.meta_gradient = 'implicit'"),
+    ({**UNROLLED, "search": {"meta_gradient": "chekpointed"}}, UnknownNameError, "did you mean 'checkpointed'"),
+    ({**UNROLLED, "search": {"meta_gradient": "es", "es_sigma": -1.0}}, ConfigError,
+     "search.es_sigma must be a positive number"),
+    ({**BASE, "learner": {"name": "traind"}, "search": {"meta_gradient": "implicit"}}, UnknownNameError,
+     "did you mean 'trained'"),
+])
+def test_meta_gradient_misconfigurations_are_one_line_errors(raw, error, fragment):
+    with pytest.raises(error, match=fragment) as err:
+        parse_config(raw)
+    assert "\n" not in str(err.value)
+
+
+def test_a_resolved_config_with_an_estimator_parses_to_the_same_experiment():
+    for search in ({"meta_gradient": "checkpointed"}, {"meta_gradient": "truncated", "truncate": 4},
+                   {"meta_gradient": "es", "es_pairs": 2}, {}):
+        cfg = parse_config({**UNROLLED, "search": search})
+        comp = build_components(cfg)
+        again = parse_config(cfg.to_dict(learners=comp.learner_specs()))
+        assert again.search == cfg.search
+        assert build_components(again).learner.describe() == comp.learner.describe()
+
+
 def test_series_tables_override_search_per_function():
     raw = {**BASE, "run": {"kind": "series"}, "search": {"steps": 7, "lr": 0.5}, "series": [{}, {"steps": 3}]}
     cfg = parse_config(raw)

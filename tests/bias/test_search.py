@@ -443,12 +443,29 @@ BAD = [
     ("steps", 0), ("n_train", -1), ("n_test", 1.5), ("learners_per_step", True), ("n_reference", 0),
     ("lr", 0.0), ("lr", -1.0), ("lr", math.inf), ("alpha_g", -1.0), ("alpha_d", math.nan), ("alpha_o", "1"),
     ("target_samples", -1), ("target_samples", True), ("target_samples", 2.0),
+    ("es_pairs", 0), ("es_pairs", 2.0), ("es_sigma", 0.0), ("es_sigma", math.nan),
+    # segment / truncate: positive integers, and only with the estimator they belong to
+    ("segment", 3), ("truncate", 3),
 ]
 BAD_NAMES = [
     ("optimiser", "adagard", "adagrad"), ("distance_on", "tset", "test"),
     ("contrast_objective", "log_ratoi", "log_ratio"), ("orthogonality", "deflation", "deflate"),
-    ("dtype", "float16", None),
+    ("dtype", "float16", None), ("meta_gradient", "checkpointd", "checkpointed"),
+    ("meta_gradient", "trunctaed", "truncated"),
 ]
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"meta_gradient": "checkpointed", "segment": 0}, "search.segment must be a positive integer"),
+    ({"meta_gradient": "truncated", "truncate": -2}, "search.truncate must be a positive integer"),
+    ({"meta_gradient": "truncated"}, "needs search.truncate = K"),
+    ({"meta_gradient": "implicit", "segment": 4}, "search.segment applies to search.meta_gradient = 'checkpointed'"),
+])
+def test_meta_gradient_settings_are_checked(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment) as err:
+        SearchSettings(**changes)
+    assert "\n" not in str(err.value)
+    assert SearchSettings(meta_gradient="checkpointed", segment=4).segment == 4  # and a valid pair is kept
 
 
 @pytest.mark.parametrize("field, value", BAD)

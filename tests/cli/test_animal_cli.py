@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from safety_helpers import EXIT_BAD_INPUT, assert_error, assert_ok, assert_result_failed, invoke, tree
 
 from learnscope.animal.config import load_animal_config
 from learnscope.animal.log import LOG, read_log
 from learnscope.animal.loop import response_rng, run_in_process
 from learnscope.animal.simulated import TrialBudget
 from learnscope.bundled import resolve_config_path
+from safety_helpers import EXIT_BAD_INPUT, assert_error, assert_ok, assert_result_failed, invoke, tree
 
 
 def _answer(sheet: Path, out: Path, cfg) -> None:

@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from learnscope.bias.config import parse_config
 from learnscope.bias.experiment import build_components, run_experiment
+from learnscope.bias.search import estimate_search_memory
 from learnscope.cli import app
 from learnscope.errors import ConfigError, NonFiniteError
+from learnscope.learners.memory import format_bytes
 from learnscope.learners.registry import make_learner
-from safety_helpers import HEALTHY
+from safety_helpers import HEALTHY, assert_error, assert_ok, assert_same_tree, invoke, tree
 
 TINY = """
 [run]
@@ -240,3 +242,90 @@ def test_compared_learners_are_judged_on_the_found_function(tmp_path):
     raw["analysis"]["compare"] = [{"name": "rigde"}]
     with pytest.raises(ConfigError, match="did you mean 'ridge'"):
         build_components(parse_config(raw))
+
+
+# ------------------------------------------------------------------------------------------ memory and theory
+UNROLLED_TINY = TINY.format(kind="easiest").replace('name = "disc"', 'name = "sphere"\ndim = 3').replace(
+    'name = "ridge"', 'name = "trained"\nsteps = 20\nlr = 0.025').replace("learners_per_step = 2", "")
+
+
+def test_max_memory_refuses_a_run_that_will_not_fit_in_one_line_and_writes_nothing(tmp_path):
+    cfg_path = _write(tmp_path, UNROLLED_TINY)
+    cfg = parse_config(tomllib.loads(UNROLLED_TINY))
+    comp = build_components(cfg)
+    estimate = estimate_search_memory(comp.learner, cfg.search, 2, 3)
+    before = tree(tmp_path)
+    out = invoke(["bias", "run", cfg_path, "--out", tmp_path / "run", "--no-progress", "--max-memory", "1KiB"])
+    line = assert_error(out, 2, "limit is 1 KiB", 'meta_gradient = "checkpointed"')
+    assert format_bytes(int(estimate)) in line
+    assert_same_tree(before, tree(tmp_path), "a refused run")
+    # the estimate is printed before the run: the estimator, the inner steps and what is multiplied
+    assert (f"estimated peak memory of the meta-gradient: {format_bytes(int(estimate))} (full, 20 inner steps, "
+            "2 seeds × 1 learner per step)") in out.stdout
+    # checkpointed needs less (the learner is built with it): the printed estimate follows the setting
+    out = invoke(["bias", "run", cfg_path, "--out", tmp_path / "run", "--no-progress", "--max-memory", "1KiB",
+                  "--set", "search.meta_gradient=checkpointed"])
+    cheaper = estimate_search_memory(comp.learner, parse_config(
+        tomllib.loads(UNROLLED_TINY.replace("[search]", '[search]\nmeta_gradient = "checkpointed"'))).search, 2, 3)
+    assert int(cheaper) < int(estimate)
+    assert f"{format_bytes(int(cheaper))} (checkpointed, 20 inner steps" in out.stdout
+    assert_error(out, 2, "limit is 1 KiB")
+    # a limit that is not a size, and the bias easiest command refuses alike
+    assert_error(invoke(["bias", "run", cfg_path, "--out", tmp_path / "run", "--max-memory", "lots"]), 2,
+                 "memory size")
+    assert_error(invoke(["bias", "easiest", "--learner", "trained", "--steps", "2", "--out", tmp_path / "e",
+                         "--max-memory", "1KiB"]), 2, "limit is 1 KiB")
+    assert_same_tree(before, tree(tmp_path), "refused runs")
+
+
+def test_a_closed_form_learner_prints_no_estimate_and_is_not_refused(tmp_path):
+    # ridge's meta-gradient is a closed form of a few KiB: no estimate line, and the limit does not apply — the
+    # command gets past the memory check to the next one (an existing --out without --force)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    r = runner.invoke(app, ["bias", "run", str(_write(tmp_path, TINY.format(kind="easiest"))), "--out",
+                            str(tmp_path / "run"), "--no-progress", "--max-memory", "1KiB"])
+    assert "--force" in _one_line_error(r)
+    assert "estimated peak memory" not in r.output
+    # the same run through an unrolled learner is refused by the memory check first
+    r = runner.invoke(app, ["bias", "run", str(_write(tmp_path, UNROLLED_TINY)), "--out", str(tmp_path / "run"),
+                            "--no-progress", "--max-memory", "1KiB"])
+    assert "limit is 1 KiB" in _one_line_error(r) and "estimated peak memory" in r.stdout
+
+
+def test_bias_theory_prints_the_predicted_ranking_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = invoke(["bias", "theory", "fig3_series_kernel_exact"])
+    assert_ok(text)
+    lines = text.stdout.splitlines()
+    rank1 = next(ln for ln in lines if ln.split()[:1] == ["1"])
+    assert rank1.split()[1:3] == ["degree", "1"] and rank1.split()[4] == "3"  # degree 1, multiplicity 3
+    out = invoke(["bias", "theory", "fig3_series_kernel_exact", "--json"])
+    assert_ok(out)
+    summary = json.loads(out.stdout, parse_constant=pytest.fail)
+    learner, n = summary["learner"], summary["n"]
+    assert n == 6 and learner["ridge"] == 0.001  # the config's search.n_train and the learner's lam
+    rows = {r["label"]: r for r in learner["eigenspaces"]}
+    top = learner["eigenspaces"][0]
+    # bias-spec §1.6, the config's comment: λ₁ = 1/12 (three first-order harmonics), then λ₂ = 3/256 (five);
+    # the arc-cosine kernel of order 1 on S² has no odd degree ≥ 3
+    assert (top["label"], top["multiplicity"]) == ("degree 1", 3) and top["eigenvalue"] == pytest.approx(1 / 12)
+    assert learner["eigenspaces"][1]["multiplicity"] == 5
+    assert learner["eigenspaces"][1]["eigenvalue"] == pytest.approx(3 / 256)
+    assert rows["degree 3"]["eigenvalue"] == pytest.approx(0, abs=1e-12)
+    kappa = learner["kappa"]
+    for r in learner["eigenspaces"]:  # L = λ/(λ + κ)
+        assert r["learnability"] == pytest.approx(r["eigenvalue"] / (r["eigenvalue"] + kappa), rel=1e-9, abs=1e-15)
+    # κ solves Σ m λ/(λ + κ) + δ/κ = n, whose left side falls with κ: more points → smaller κ, a larger ridge →
+    # larger κ, and every learnability moves the other way
+    more = json.loads(invoke(["bias", "theory", "fig3_series_kernel_exact", "--json", "--n", "20"]).stdout)
+    heavier = json.loads(invoke(["bias", "theory", "fig3_series_kernel_exact", "--json", "--ridge", "0.1"]).stdout)
+    assert more["n"] == 20 and more["learner"]["kappa"] < kappa < heavier["learner"]["kappa"]
+    assert more["learner"]["eigenspaces"][0]["learnability"] > top["learnability"]
+    assert heavier["learner"]["ridge"] == 0.1 and heavier["learner"]["eigenspaces"][0]["learnability"] < \
+        top["learnability"]
+    assert list(tmp_path.iterdir()) == [], "bias theory writes nothing"
+    # a learner without a kernel (a trained MLP): one error line, exit 2
+    assert_error(invoke(["bias", "theory", "fig8_backprop_mlp"]), 2, "ridge")
+    assert_error(invoke(["bias", "theory", "fig8_backprop_mlp", "--ridge", "0.001"]), 2, "has no kernel")
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,10 @@ A config has these tables (every key optional except where noted)::
 
 Unknown tables or keys raise :class:`~learnscope.errors.UnknownNameError` naming the nearest valid key;
 ``--set search.steps=50`` style overrides are applied before validation.
+
+``search.meta_gradient`` (with ``search.segment`` / ``search.truncate``) is written into the tables of the run's
+unrolled learners ([learner], [learner_b]) when the config is parsed, so the learners are built with that estimator
+and the resolved config records it in both places (:func:`merge_meta_gradient`).
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from learnscope.bias.search import SearchSettings
+from learnscope.bias.search import UNROLLED_ESTIMATORS, SearchSettings, unrolled_only
 from learnscope.bundled import resolve_config_path
 from learnscope.errors import ConfigError, UnknownNameError
-from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
+from learnscope.validation import Interval, check_constraints, check_keys, check_scalar, split_spec
 
 KINDS = ("easiest", "series", "contrast")
 SECTIONS = ("run", "domain", "target", "learner", "learner_b", "meta", "search", "series", "analysis")
@@ -145,6 +149,57 @@ def _settings(table: dict, base: SearchSettings | None, where: str) -> SearchSet
         raise ConfigError(f"[{where}]: {err}") from None
 
 
+#: The keys that [search] and an unrolled learner's table share (the estimator of the meta-gradient).
+META_GRADIENT_KEYS = ("meta_gradient", "segment", "truncate")
+
+
+def _learner_parameters(table: dict) -> list[str]:
+    """The constructor arguments of the learner a table names (UnknownNameError for an unknown name)."""
+    from learnscope.learners.base import init_parameters
+    from learnscope.learners.registry import LEARNERS
+
+    return init_parameters(LEARNERS[split_spec(table, "learner", LEARNERS)[0]])[0]
+
+
+def merge_meta_gradient(search_table: dict, search: SearchSettings, learners: dict[str, dict | None]) -> SearchSettings:
+    """Put the meta-gradient estimator of [search] into the tables of the run's unrolled learners (edited in place)
+    and return the [search] settings that agree with them.
+
+    search_table : the [search] table as written; search : its settings; learners : ``{"learner": table,
+    "learner_b": table or None}``. A key (``meta_gradient``, ``segment``, ``truncate``) written in [search] goes into
+    the table of every learner that takes it (trained, mushroom_body, spiking); a different value written there is a
+    one-line ConfigError. A ``meta_gradient`` written only in the learners' tables (all alike) is taken into [search],
+    so a resolved config parses to the same experiment. ``"checkpointed"``, ``"truncated"`` and ``"implicit"`` need
+    at least one such learner; ``"es"`` leaves the tables alone (no autograd runs through them).
+    """
+    tables = {w: t for w, t in learners.items() if t is not None}
+    keys = [k for k in META_GRADIENT_KEYS if k in search_table]
+    if not keys and not any("meta_gradient" in t for t in tables.values()):
+        return search  # "full", the default: the learners as written
+    unrolled = {w: t for w, t in tables.items() if "meta_gradient" in _learner_parameters(t)}
+    for where, t in unrolled.items() if search.meta_gradient != "es" else ():  # es: no autograd through them
+        for k in keys:
+            if k in t and t[k] != search_table[k]:
+                raise ConfigError(f"[{where}] {k} = {t[k]!r} contradicts search.{k} = {search_table[k]!r}; set it "
+                                  "once, in [search]")
+    if not keys:
+        written = {tuple(t.get(k) for k in META_GRADIENT_KEYS) for t in unrolled.values() if "meta_gradient" in t}
+        if len(written) > 1:
+            raise ConfigError("[learner] and [learner_b] set different meta_gradient estimators; set "
+                              "search.meta_gradient once instead")
+        if written:
+            search = SearchSettings(**(asdict(search) | dict(zip(META_GRADIENT_KEYS, written.pop(), strict=True))))
+    est = search.meta_gradient
+    if est in UNROLLED_ESTIMATORS and not unrolled:
+        first = tables["learner"]
+        raise unrolled_only(est, str(first.get("name")), "steps" not in _learner_parameters(first))
+    if est != "es":
+        for t in unrolled.values():
+            t["meta_gradient"] = est
+            t.update({k: getattr(search, k) for k in ("segment", "truncate") if getattr(search, k) is not None})
+    return search
+
+
 def parse_config(raw: dict) -> ExperimentConfig:
     """Validate a config dictionary (as read from TOML) and return an :class:`ExperimentConfig`."""
     if not isinstance(raw, dict):
@@ -186,7 +241,9 @@ def parse_config(raw: dict) -> ExperimentConfig:
                 f"[meta] key {key!r} does not apply to meta.kind = {meta_kind!r} "
                 f"(its keys: kind, {', '.join(META_KIND_KEYS[meta_kind])})"
             )
-    search = _settings(_table(raw, "search"), None, "search")
+    search_table = _table(raw, "search")
+    search = _settings(search_table, None, "search")
+    search = merge_meta_gradient(search_table, search, {"learner": learner, "learner_b": learner_b})
 
     series_raw = raw.get("series", [])
     if kind == "series":
@@ -197,6 +254,11 @@ def parse_config(raw: dict) -> ExperimentConfig:
             if not isinstance(t, dict):
                 raise ConfigError(f"[[series]] entry {i + 1} must be a table")
             series.append(_settings(t, search, f"series {i + 1}"))
+            est = series[-1].meta_gradient
+            if est in UNROLLED_ESTIMATORS and not any(
+                "meta_gradient" in _learner_parameters(lt) for lt in (learner, learner_b) if lt is not None
+            ):
+                raise unrolled_only(est, str(learner.get("name")), "steps" not in _learner_parameters(learner))
     else:
         if series_raw:
             raise ConfigError(f"[[series]] tables are only used by run.kind = 'series', not {kind!r}")

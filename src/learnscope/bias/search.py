@@ -8,7 +8,8 @@ orthogonal to the earlier ones. θ follows the gradient of
 .. math:: L = α_g L_g + α_d L_d + α_o L_o
 
 taken *through* the learner's training (closed form or unrolled), so the learner must be differentiable
-in its training labels.
+in its training labels — or, with ``search.meta_gradient = "es"``, estimated without autograd by antithetic
+evolution strategies (:func:`antithetic_es_gradient`), for a learner that is a black box.
 
 Three entry points: :func:`find_easiest`, :func:`find_series`, :func:`find_contrast`. All take a list of
 seeds and run them side by side in one loop, each seed on its own tensors and random streams
@@ -40,12 +41,21 @@ CONTRAST_OBJECTIVES = ("difference", "log_ratio")
 ORTHOGONALITY = ("deflate", "normalised_penalty", "penalty")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SEED_BATCHING = ("exact", "batched")
+#: How the meta-gradient is computed: the four autograd estimators of an unrolled learner
+#: (:mod:`learnscope.learners.meta_gradient`; "full" is plain autograd through any differentiable learner) and
+#: "es", antithetic evolution strategies without autograd (shared with the black-box route of learnscope.animal).
+UNROLLED_ESTIMATORS = ("checkpointed", "truncated", "implicit")
+META_GRADIENTS = ("full", *UNROLLED_ESTIMATORS, "es")
+#: The named random stream of the ES perturbations ε of seed s, function k: ``rng.torch_generator(s, purpose, k)``.
+ES_PERTURBATION = "meta es perturbation"
 #: The numeric [search] keys and their allowed ranges (checked by :func:`~learnscope.validation.check_constraints`).
 SEARCH_CONSTRAINTS = {
     **{k: Interval(int, 1) for k in ("steps", "n_train", "n_test", "learners_per_step", "n_reference")},
     "lr": Interval(float, 0, closed="neither"),
     **{k: Interval(float, 0) for k in ("alpha_g", "alpha_d", "alpha_o")},
     "target_samples": Interval(int, 0),
+    **{k: Interval(int, 1) for k in ("segment", "truncate", "es_pairs")},
+    "es_sigma": Interval(float, 0, closed="neither"),
 }
 
 
@@ -74,6 +84,13 @@ class SearchSettings:
         ~3× faster for small learners (the mushroom body, ridge on the disc) — but a seed's numbers then depend on
         the batch at the rounding level, which training amplifies (Fig 2: label std 0.48847 alone, 0.48950 in a
         5-seed batch).
+    meta_gradient : how θ's gradient is computed: "full" (autograd through the learner as it is built), the bounded-
+        memory estimators of an unrolled learner "checkpointed" (exact, inner steps recomputed per ``segment``),
+        "truncated" (the last ``truncate`` inner steps only: biased), "implicit" (a converged fixed point), which
+        the learner is built with (:func:`learner_for_search`), or "es": antithetic evolution strategies, no autograd
+        (each step ``es_pairs`` pairs of losses at θ ± ``es_sigma``·ε, :func:`antithetic_es_gradient`).
+    segment, truncate : the checkpointed segment length and the truncated K (inner steps); None is the learner's own.
+    es_pairs, es_sigma : antithetic pairs per step and the perturbation scale σ (in parameter units) of "es".
     """
 
     steps: int = 100
@@ -94,9 +111,15 @@ class SearchSettings:
     n_reference: int = 2000
     dtype: str = "float32"
     seed_batching: str = "exact"
+    meta_gradient: str = "full"
+    segment: int | None = None
+    truncate: int | None = None
+    es_pairs: int = 8
+    es_sigma: float = 0.05
 
     def __post_init__(self) -> None:
-        check_constraints(vars(self), SEARCH_CONSTRAINTS, prefix="search.")
+        check_constraints({k: v for k, v in vars(self).items() if v is not None}, SEARCH_CONSTRAINTS,
+                          prefix="search.")
         for name, valid in (
             ("optimiser", META_OPTIMISERS),
             ("distance", DISTANCES + SPREADS),
@@ -105,9 +128,17 @@ class SearchSettings:
             ("orthogonality", ORTHOGONALITY),
             ("dtype", tuple(DTYPES)),
             ("seed_batching", SEED_BATCHING),
+            ("meta_gradient", META_GRADIENTS),
         ):
             if getattr(self, name) not in valid:
                 raise UnknownNameError(f"search.{name}", getattr(self, name), valid)
+        for key, estimator in (("segment", "checkpointed"), ("truncate", "truncated")):
+            if getattr(self, key) is not None and self.meta_gradient != estimator:
+                raise ConfigError(f"search.{key} applies to search.meta_gradient = {estimator!r} only, got "
+                                  f"search.meta_gradient = {self.meta_gradient!r}")
+        if self.meta_gradient == "truncated" and self.truncate is None:
+            raise ConfigError("search.meta_gradient = 'truncated' needs search.truncate = K, the last K inner steps "
+                              "of the learner to backpropagate through")
 
 
 class FoundFunction:
@@ -257,6 +288,119 @@ def _seed_learner(learner: object, seed: tuple[int, ...]) -> object:
     return copies[seed]
 
 
+def takes_meta_gradient(learner: object) -> bool:
+    """Whether ``learner`` offers the bounded-memory estimators: an unrolled learner built with a ``meta_gradient``
+    argument (CircuitLearner and its presets, ModuleLearner)."""
+    get = getattr(learner, "get_params", None)
+    return callable(get) and "meta_gradient" in get()
+
+
+def unrolled_only(estimator: str, name: str, closed_form: bool) -> ConfigError:
+    """The one-line error of an unrolled-only estimator asked of a learner that does not offer it."""
+    why = "has a closed form" if closed_form else "offers meta_gradient = 'full' only"
+    return ConfigError(f"search.meta_gradient = {estimator!r} needs an unrolled learner (trained, mushroom_body, "
+                       f"spiking, or a ModuleLearner in Python); {name} {why}")
+
+
+def _learner_name(learner: object) -> str:
+    return str(getattr(learner, "name", None) or type(learner).__name__)
+
+
+def learner_for_search(learner: object, settings: SearchSettings) -> object:
+    """``learner`` with the meta-gradient estimator of ``settings``: unchanged for "full" and "es" (the learner as
+    built) and for a learner without estimators; else rebuilt from its ``get_params()`` with ``meta_gradient``,
+    ``segment`` (checkpointed) and ``truncate`` (truncated) — None in ``settings`` keeps the learner's own value — or
+    returned as is when it already has them."""
+    est = settings.meta_gradient
+    if est not in UNROLLED_ESTIMATORS or not takes_meta_gradient(learner):
+        return learner
+    params = learner.get_params()
+    changes = {
+        "meta_gradient": est,
+        "segment": (settings.segment or params.get("segment")) if est == "checkpointed" else None,
+        "truncate": (settings.truncate or params.get("truncate")) if est == "truncated" else None,
+    }
+    if all(params.get(k) == v for k, v in changes.items()):
+        return learner
+    return type(learner)(**(params | changes))
+
+
+def check_meta_gradient(settings: SearchSettings, learners: Sequence[object]) -> None:
+    """One-line :class:`ConfigError` if ``settings.meta_gradient`` is an unrolled-only estimator and no learner of
+    the run offers it (a closed-form learner needs none: its gradient is exact and cheap)."""
+    est = settings.meta_gradient
+    learners = [lr for lr in learners if lr is not None]
+    if est in UNROLLED_ESTIMATORS and learners and not any(takes_meta_gradient(lr) for lr in learners):
+        first = learners[0]
+        raise unrolled_only(est, _learner_name(first), getattr(first, "steps", None) is None)
+
+
+def antithetic_es_gradient(
+    loss: Callable[[list[torch.Tensor]], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    sigma: float,
+    pairs: int,
+    generators: Sequence[torch.Generator],
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Antithetic evolution-strategies estimate of ∇_θ L, row by row, without autograd (Salimans et al. 2017).
+
+    params : tensors ``(G, ...)``, G independent rows (seeds); not modified. loss : maps such a list to the losses
+    ``(G,)``, row g depending only on row g. generators : one per row; row g's ε are drawn from ``generators[g]``
+    alone (per pair, one ``torch.randn`` per tensor, in order), so a row's estimate is the same in any batch.
+
+    .. math:: \\hat g = \\frac{1}{2σP} \\sum_{j=1}^{P} \\big(L(θ + σε_j) − L(θ − σε_j)\\big)\\, ε_j,
+        \\quad ε_j \\sim N(0, I)
+
+    E ĝ = ∇L + O(σ²) (the even terms cancel); for a quadratic L the sum is exactly (1/P) Σ ε_j ε_jᵀ ∇L, whose error
+    has E‖ĝ − ∇L‖² = (D + 1)‖∇L‖²/P for D parameters. Returns (ĝ like ``params``, L⁺ ``(P, G)``, L⁻ ``(P, G)``).
+    """
+    G = params[0].shape[0]
+    if len(generators) != G:
+        raise ConfigError(f"antithetic_es_gradient needs one generator per row: {G} rows, {len(generators)} generators")
+    grads = [torch.zeros_like(p) for p in params]
+    plus_all, minus_all = [], []
+    with torch.no_grad():
+        for _ in range(pairs):
+            eps = [torch.stack([torch.randn(p.shape[1:], generator=generators[g], dtype=p.dtype) for g in range(G)])
+                   for p in params]
+            plus = loss([p + sigma * e for p, e in zip(params, eps, strict=True)])
+            minus = loss([p - sigma * e for p, e in zip(params, eps, strict=True)])
+            weight = (plus - minus) / (2 * sigma * pairs)  # (G,)
+            for grad, e in zip(grads, eps, strict=True):
+                grad.add_(weight.reshape(G, *[1] * (e.dim() - 1)) * e)
+            plus_all.append(plus)
+            minus_all.append(minus)
+    return grads, torch.stack(plus_all), torch.stack(minus_all)
+
+
+def estimate_search_memory(learner: object, settings: SearchSettings, n_seeds: int, dim: int,
+                           learner_b: object | None = None) -> int | None:
+    """Estimated peak bytes of one meta-step's meta-gradient through the learner(s) of a run, or None when no learner
+    is unrolled with estimators (closed form: small) or ``settings.meta_gradient == "es"`` (no graph is kept).
+
+    Every seed's graph lives until the one backward pass of the step, so the estimate is S × the estimate of one
+    seed's ``learners_per_step`` learners with ``"exact"`` seed batching (the estimate is linear in the batch) and
+    that of one batch of S·B learners with ``"batched"``, summed over the learner and ``learner_b``
+    (:func:`learnscope.learners.memory.estimate_peak_memory`; a :class:`~learnscope.learners.memory.MemoryEstimate`
+    whose ``by_estimator`` is summed alike).
+    """
+    from learnscope.learners.memory import MemoryEstimate, estimate_peak_memory
+
+    if settings.meta_gradient == "es":
+        return None
+    run = [learner_for_search(lr, settings) for lr in (learner, learner_b) if lr is not None]
+    if not any(takes_meta_gradient(lr) for lr in run):
+        return None
+    exact = settings.seed_batching == "exact"
+    batch, times = (settings.learners_per_step, n_seeds) if exact else (settings.learners_per_step * n_seeds, 1)
+    dtype = DTYPES[settings.dtype]
+    ests = [estimate_peak_memory(lr, settings.n_train, settings.n_test, batch, dtype, dim=dim) for lr in run]
+    main = next(e for e, lr in zip(ests, run, strict=True) if takes_meta_gradient(lr))
+    keys = {k for e in ests for k in e.by_estimator}
+    by = {k: times * sum(e.by_estimator.get(k, int(e)) for e in ests) for k in keys}
+    return MemoryEstimate(times * sum(int(e) for e in ests), main.estimator, main.steps, by)
+
+
 def _make_optimiser(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr)
@@ -300,6 +444,15 @@ def meta_train(
     A seed whose labels or loss become non-finite stops: its parameters go back to the last step whose labels
     and loss were finite, its history is NaN from that step, and ``extra["diverged_at"]`` records the step (the
     run's verdict reports it); the other seeds go on.
+
+    ``settings.meta_gradient``: "full" and the unrolled estimators differentiate through the learner with autograd
+    (built with the estimator by :func:`learner_for_search`; a learner whose predictions carry no gradient is a
+    one-line ConfigError). "es" computes no graph: each step draws the points once, evaluates the loss at θ (the
+    history, the divergence checks) and at θ ± σε_j for ``es_pairs`` pairs with the same points and the same learner
+    and target randomness (common random numbers), all under ``torch.no_grad``, and hands the optimiser
+    :func:`antithetic_es_gradient`'s estimate; seed i's ε come from its own stream ``rng.torch_generator(seed_i,
+    ES_PERTURBATION, k)``, so its result does not depend on its batch either. A seed whose perturbed losses are not
+    finite stops as above.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -317,6 +470,10 @@ def meta_train(
     data_gens = [rng.meta_generator(x, rng.META_DATA, k) for x in seeds]
     learner_gens = [rng.meta_generator(x, rng.META_LEARNER, k) for x in seeds]
     target_gens = [rng.meta_generator(x, rng.META_TARGET, k) for x in seeds]
+    check_meta_gradient(s, [learner, learner_b])
+    learner, learner_b = learner_for_search(learner, s), learner_for_search(learner_b, s)
+    es = s.meta_gradient == "es"
+    es_gens = [rng.torch_generator(x, ES_PERTURBATION, k) for x in seeds] if es else []
     learners = {g: _seed_learner(learner, tuple(seeds[g[0] : g[1]])) for g in groups}
     learners_b = {} if learner_b is None else {g: _seed_learner(learner_b, tuple(seeds[g[0] : g[1]])) for g in groups}
     distance = make_distance(s.distance)
@@ -353,11 +510,18 @@ def meta_train(
         lambda b, n, m, g, dtype: domain.sample_batch(b, n + m, g, dtype=dtype)  # a duck-typed domain
     )
 
-    def group_step(g: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss terms (each (G,)) of the seeds of group g at this step, and which labels were finite (G,)."""
+    def draw_group(g: tuple[int, int]) -> torch.Tensor:
+        return torch.stack([draw_points(B, n_tr, n_te, data_gens[i], dtype=dtype) for i in range(*g)])  # (G, B, n, d)
+
+    def group_step(
+        g: tuple[int, int], params: list[torch.Tensor] | None = None, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss terms (each (G,)) of the seeds of group g at this step, and which labels were finite (G,); at
+        ``params`` (default the seeds' own) on the points ``x`` (default drawn now)."""
         G = g[1] - g[0]
-        x = torch.stack([draw_points(B, n_tr, n_te, data_gens[i], dtype=dtype) for i in range(*g)])  # (G, B, n, d)
-        y = meta.forward(x, own[g])  # (G, B, n)
+        params = own[g] if params is None else params
+        x = draw_group(g) if x is None else x
+        y = meta.forward(x, params)  # (G, B, n)
         finite = torch.isfinite(y.reshape(G, -1)).all(dim=1)
         if not finite.any():
             return finite, {}
@@ -367,7 +531,7 @@ def meta_train(
         orth_loss = torch.zeros(G, dtype=dtype)
         if previous:
             o = orth[g]
-            h_ref = meta.forward(o.reference, own[g])
+            h_ref = meta.forward(o.reference, params)
             if s.orthogonality == "deflate":
                 coef = o.coefficients(h_ref)  # (G, k)
                 prev = o.previous_at(x.reshape(G, B * (n_tr + n_te), -1)).reshape(*y.shape, -1)
@@ -379,11 +543,13 @@ def meta_train(
         x_tr, x_te, y_tr, y_te = xf[:, :n_tr], xf[:, n_tr:], yf[:, :n_tr], yf[:, n_tr:]
         gens = learner_gens[g[0] : g[1]]
         pred = learners[g].fit_predict(x_tr, y_tr, x_te, generator=gens)
+        _check_differentiable(pred, y_tr, learner)
         gen = ((pred - y_te) ** 2).mean(dim=1).reshape(G, B).mean(dim=1)  # (G,)
         terms = {"generalisation": gen}
         gen_term = gen
         if learner_b is not None:
             pred_b = learners_b[g].fit_predict(x_tr, y_tr, x_te, generator=gens)
+            _check_differentiable(pred_b, y_tr, learner_b)
             gen_b = ((pred_b - y_te) ** 2).mean(dim=1).reshape(G, B).mean(dim=1)
             terms["generalisation_b"] = gen_b
             gen_term = gen - gen_b if s.contrast_objective == "difference" else torch.log(gen) - torch.log(gen_b)
@@ -397,6 +563,30 @@ def meta_train(
         terms |= {"distribution": dist, "orthogonality": orth_loss}
         terms["loss"] = s.alpha_g * gen_term + s.alpha_d * dist + s.alpha_o * orth_loss
         return finite, terms
+
+    def es_group_step(g: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        """As :func:`group_step` at the seeds' own θ, plus the ES estimate of the loss's gradient (None if no seed
+        had finite labels); a seed whose estimate is not finite gets a non-finite loss (it stops)."""
+        x = draw_group(g)
+        streams = learner_gens[g[0] : g[1]] + target_gens[g[0] : g[1]]
+        states = [gen.get_state() for gen in streams]
+
+        def loss_at(params: list[torch.Tensor]) -> torch.Tensor:
+            for gen, state in zip(streams, states, strict=True):  # the same learner and target draws at every θ
+                gen.set_state(state)
+            ok, t = group_step(g, params, x)
+            if not t:
+                return torch.full((g[1] - g[0],), float("nan"), dtype=dtype)
+            return torch.where(ok, t["loss"], torch.full_like(t["loss"], float("nan")))
+
+        with torch.no_grad():
+            finite, terms = group_step(g, own[g], x)
+            if not terms:
+                return finite, terms, None
+            grads, _, _ = antithetic_es_gradient(loss_at, own[g], s.es_sigma, s.es_pairs, es_gens[g[0] : g[1]])
+        good = torch.stack([torch.isfinite(gr.reshape(gr.shape[0], -1)).all(dim=1) for gr in grads]).all(dim=0)
+        terms["loss"] = torch.where(good, terms["loss"], torch.full_like(terms["loss"], float("nan")))
+        return finite, terms, [torch.where(good.reshape(-1, *[1] * (gr.dim() - 1)), gr, 0.0) for gr in grads]
 
     def restore(i: int) -> None:
         g = group_of[i]
@@ -427,7 +617,7 @@ def meta_train(
         opt.zero_grad(set_to_none=True)
         losses = []
         for g in live:
-            finite, terms = group_step(g)
+            finite, terms, grads = es_group_step(g) if es else (*group_step(g), None)
             loss = terms.get("loss")
             ok = finite & torch.isfinite(loss.detach()) if loss is not None else finite
             for j, i in enumerate(range(*g)):
@@ -438,7 +628,11 @@ def meta_train(
                 continue
             # one backward pass over the groups' separate graphs: each used seed's loss gets gradient exactly 1 and
             # its nodes run in their own order, so an exact seed's gradients are those of a one-seed run
-            losses.append(torch.where(use, loss, torch.zeros_like(loss)))
+            if grads is not None:  # es: the estimate is the gradient, no backward pass
+                for p, grad in zip(own[g], grads, strict=True):
+                    p.grad = torch.where(use.reshape(-1, *[1] * (grad.dim() - 1)), grad, torch.zeros_like(grad))
+            else:
+                losses.append(torch.where(use, loss, torch.zeros_like(loss)))
             for j, i in enumerate(range(*g)):
                 if use[j]:
                     last_good[i] = [p[j].detach().clone() for p in own[g]]
@@ -465,6 +659,14 @@ def meta_train(
     history = {name: h.astype(np.dtype(str(dtype).removeprefix("torch."))) for name, h in hist.items()}
     extra = {"step_times_s": step_times, "diverged_at": diverged_at, "diverged_what": diverged_what}
     return SearchResult(fn, history, s, seeds, extra=extra)
+
+
+def _check_differentiable(pred: torch.Tensor, y_train: torch.Tensor, learner: object) -> None:
+    """Under autograd, a learner's predictions must depend on its training labels through the graph."""
+    if torch.is_grad_enabled() and y_train.requires_grad and not pred.requires_grad:
+        raise ConfigError(f"the learner {_learner_name(learner)} returns predictions without a gradient with respect "
+                          "to its training labels (it detaches them or runs outside autograd): use "
+                          "search.meta_gradient = 'es' (evolution strategies) for a learner without autograd")
 
 
 def find_easiest(meta, domain, learner, target, settings: SearchSettings, seeds: Sequence[int] = (0,), **kw):

@@ -14,6 +14,8 @@ from learnscope.fileio import shown
 app = typer.Typer(help="What does a learner find easy to learn?", no_args_is_help=True)
 
 SET_HELP = "Override a config value, e.g. --set search.steps=50 --set learner.features=100 (repeatable)."
+MAX_MEMORY_HELP = ("Refuse a run whose meta-gradient is estimated to need more memory than this (e.g. 4GiB, 512MB); "
+                   "the estimate is printed before every run through an unrolled learner.")
 
 
 def write_bias_run(cfg, stage: Path, progress: bool, components=None):
@@ -32,10 +34,47 @@ def write_bias_run(cfg, stage: Path, progress: bool, components=None):
     return result
 
 
-def _execute(cfg, out: Path, force: bool, progress: bool) -> Path:
+def search_memory(cfg, components):
+    """The largest estimated peak memory of one meta-step's meta-gradient over the functions of ``cfg``
+    (:func:`~learnscope.bias.search.estimate_search_memory`) with the settings of that function, or None when no
+    learner is unrolled or the run uses ``search.meta_gradient = "es"``."""
+    from learnscope.bias.search import estimate_search_memory
+
+    cache, worst = {}, None
+    for st in cfg.function_settings():
+        key = (st.n_train, st.n_test, st.learners_per_step, st.dtype, st.seed_batching, st.meta_gradient, st.segment,
+               st.truncate)
+        if key not in cache:
+            cache[key] = estimate_search_memory(components.learner, st, len(cfg.seeds), components.domain.dim,
+                                                components.learner_b)
+        est = cache[key]
+        if est is not None and (worst is None or int(est) > int(worst[0])):
+            worst = est, st
+    return worst
+
+
+def check_run_memory(cfg, components, max_memory: str | None) -> None:
+    """Print the estimated peak memory of the run's meta-gradient (nothing for closed-form learners and "es") and
+    refuse, with a one-line ConfigError, a run that will not fit ``max_memory``."""
+    from learnscope.learners.memory import check_memory, format_bytes, parse_bytes
+
+    limit = None if max_memory is None else parse_bytes(max_memory)  # a bad size is refused before any estimate
+    worst = search_memory(cfg, components)
+    if worst is None:
+        return
+    estimate, st = worst
+    S, B = len(cfg.seeds), st.learners_per_step
+    typer.echo(f"estimated peak memory of the meta-gradient: {format_bytes(int(estimate))} ({estimate.estimator}, "
+               f"{estimate.steps:,} inner steps, {S} seed{'s' * (S != 1)} × {B} learner{'s' * (B != 1)} per step)")
+    if limit is not None:
+        check_memory(estimate, limit)
+
+
+def _execute(cfg, out: Path, force: bool, progress: bool, max_memory: str | None = None) -> Path:
     from learnscope.bias.experiment import build_components
 
     components = build_components(cfg)  # validates every table before any work or any file
+    check_run_memory(cfg, components, max_memory)  # and refuses a run that will not fit, before any file
     with staged_output(out, force, resumable="function_*.npz") as stage:
         result = write_bias_run(cfg, stage, progress, components)
     report = out / "report.html"
@@ -81,12 +120,13 @@ def print_summary(metrics: dict, report: Path) -> None:
 
 
 def run_config(
-    config: str, out: Path, seed: int | None, overrides: list[str], force: bool, progress: bool
+    config: str, out: Path, seed: int | None, overrides: list[str], force: bool, progress: bool,
+    max_memory: str | None = None,
 ) -> Path:
     from learnscope.bias.config import load_config
 
     cfg = load_config(config, overrides, seed)
-    return _execute(cfg, out, force, progress)
+    return _execute(cfg, out, force, progress, max_memory)
 
 
 @app.command("run")
@@ -106,9 +146,10 @@ def run(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar over meta-steps."),
+    max_memory: str | None = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Run an experiment from a TOML config and write its run directory and HTML report."""
-    run_config(config, out, seed, set_, force, progress)
+    run_config(config, out, seed, set_, force, progress, max_memory)
 
 
 @app.command("easiest")
@@ -122,6 +163,7 @@ def easiest(
     seed: int = typer.Option(0, "--seed"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    max_memory: str | None = typer.Option(None, "--max-memory", help=MAX_MEMORY_HELP),
 ) -> None:
     """Find the easiest function of a learner without writing a config (library defaults)."""
     dom: dict = {"name": domain}
@@ -136,7 +178,29 @@ def easiest(
     from learnscope.bias.config import apply_overrides, parse_config
 
     cfg = parse_config(apply_overrides(raw, set_))
-    _execute(cfg, out, force, progress=True)
+    _execute(cfg, out, force, progress=True, max_memory=max_memory)
+
+
+@app.command("theory")
+@friendly_errors
+def theory(
+    config: str = typer.Argument(
+        ..., help="A config file, or the name of a bundled config (see `learnscope bias configs`)."
+    ),
+    n: int | None = typer.Option(None, "--n", help="Training points (default: the config's search.n_train)."),
+    ridge: float | None = typer.Option(
+        None, "--ridge", help="Ridge δ in the learner's own convention (default: the learner's lam)."
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print the whole prediction as strict JSON."),
+) -> None:
+    """What eigenlearning theory predicts for a config's kernel-type learner, without a search: κ, E₀, the ranking
+    of the eigenspaces by learnability, where f1, f2, … should lie, and for a contrast the predicted best one.
+    Writes nothing."""
+    from learnscope.results import dumps_metrics
+    from learnscope.theory.overlay import format_theory_summary, theory_summary
+
+    summary = theory_summary(config, n=n, ridge=ridge)
+    typer.echo(dumps_metrics(summary).rstrip("\n") if json_ else format_theory_summary(summary))
 
 
 @app.command("configs")
