@@ -10,12 +10,24 @@ method could not be read; the routes here are ours, built from related work (see
 - :mod:`~learnscope.animal.simulated` — :class:`SimulatedAnimal` hides any learnscope learner behind the
   black-box protocol, and :class:`TrialBudget` counts trials;
 - :mod:`~learnscope.animal.iterated` — route 1, iterated learning (Kalish, Griffiths & Lewandowsky 2007): a
-  power iteration on the learning operator that converges to the most learnable non-constant eigenfunction.
+  power iteration on the learning operator that converges to the most learnable non-constant eigenfunction;
+- :mod:`~learnscope.animal.surrogate` — route 2, a differentiable learner family fitted to the sessions by maximum
+  likelihood, then Algorithm 1 on the fit (:mod:`~learnscope.animal.families`);
+- :mod:`~learnscope.animal.es` — route 3, antithetic evolution strategies, one session per perturbation;
+- :mod:`~learnscope.animal.validation` — a paired test of f1 against controls with the same marginal;
+- :mod:`~learnscope.animal.staged` — routes in sequence on one session log; :mod:`~learnscope.animal.log` — the
+  experiment folder a lab works with (``learnscope animal new / plan / record / status``).
 """
 
 from learnscope._lazy import lazy_exports
 
 __all__ = [
+    "ESSettings",
+    "EvolutionStrategies",
+    "Surrogate",
+    "SurrogateSettings",
+    "Validation",
+    "ValidationSettings",
     "BinaryChoice",
     "Graded",
     "IteratedLearning",
@@ -28,6 +40,12 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
+    "ESSettings": "learnscope.animal.es",
+    "EvolutionStrategies": "learnscope.animal.es",
+    "Surrogate": "learnscope.animal.surrogate",
+    "SurrogateSettings": "learnscope.animal.surrogate",
+    "Validation": "learnscope.animal.validation",
+    "ValidationSettings": "learnscope.animal.validation",
     "BinaryChoice": "learnscope.animal.responses",
     "Graded": "learnscope.animal.responses",
     "IteratedLearning": "learnscope.animal.iterated",
