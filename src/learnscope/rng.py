@@ -33,6 +33,7 @@ __all__ = [
     "FEW_SHOT_TASKS",
     "GRADAVG_OUTPUT_OFFSET_OF_ORIGINAL_CODE",
     "META_DATA",
+    "META_ES_PERTURBATION",
     "META_INIT",
     "META_LEARNER",
     "META_REFERENCE",
@@ -64,6 +65,8 @@ META_INIT, META_DATA, META_LEARNER, META_TARGET, META_REFERENCE = range(5)
 SERIES_STREAM_STRIDE_OF_FIRST_RELEASE = 10
 #: Few-shot evaluation of a found function: the tasks (inputs) and the learner's own randomness.
 FEW_SHOT_TASKS = "few_shot_tasks"
+#: The perturbations of ``search.meta_gradient = "es"`` (antithetic evolution strategies), per seed and step.
+META_ES_PERTURBATION = "meta es perturbation"
 FEW_SHOT_LEARNER = "few_shot_learner"
 #: Integer code 1 of the first release's ``default_rng([seed, 1])``: the generic zonal centres of
 #: ``bias.measures.harmonic_energy`` and the random balanced labellings of ``bias.measures.split_control_errors``.

@@ -30,6 +30,18 @@ from tqdm.auto import tqdm
 
 from learnscope import rng
 from learnscope.bias.distances import DISTANCES, SPREADS, make_distance
+from learnscope.bias.meta_gradients import (  # noqa: F401  (re-exported: their home before the split)
+    ES_PERTURBATION,
+    META_GRADIENTS,
+    UNROLLED_ESTIMATORS,
+    antithetic_es_gradient,
+    check_meta_gradient,
+    estimate_search_memory,
+    learner_for_search,
+    learner_name,
+    takes_meta_gradient,
+    unrolled_only,
+)
 from learnscope.bias.metalearner import MetaCNN, MetaMLP
 from learnscope.domains import Domain
 from learnscope.errors import ConfigError, UnknownNameError
@@ -44,10 +56,6 @@ SEED_BATCHING = ("exact", "batched")
 #: How the meta-gradient is computed: the four autograd estimators of an unrolled learner
 #: (:mod:`learnscope.learners.meta_gradient`; "full" is plain autograd through any differentiable learner) and
 #: "es", antithetic evolution strategies without autograd (shared with the black-box route of learnscope.animal).
-UNROLLED_ESTIMATORS = ("checkpointed", "truncated", "implicit")
-META_GRADIENTS = ("full", *UNROLLED_ESTIMATORS, "es")
-#: The named random stream of the ES perturbations ε of seed s, function k: ``rng.torch_generator(s, purpose, k)``.
-ES_PERTURBATION = "meta es perturbation"
 #: The numeric [search] keys and their allowed ranges (checked by :func:`~learnscope.validation.check_constraints`).
 SEARCH_CONSTRAINTS = {
     **{k: Interval(int, 1) for k in ("steps", "n_train", "n_test", "learners_per_step", "n_reference")},
@@ -286,119 +294,6 @@ def _seed_learner(learner: object, seed: tuple[int, ...]) -> object:
     if seed not in copies:
         copies[seed] = copy.deepcopy(learner)
     return copies[seed]
-
-
-def takes_meta_gradient(learner: object) -> bool:
-    """Whether ``learner`` offers the bounded-memory estimators: an unrolled learner built with a ``meta_gradient``
-    argument (CircuitLearner and its presets, ModuleLearner)."""
-    get = getattr(learner, "get_params", None)
-    return callable(get) and "meta_gradient" in get()
-
-
-def unrolled_only(estimator: str, name: str, closed_form: bool) -> ConfigError:
-    """The one-line error of an unrolled-only estimator asked of a learner that does not offer it."""
-    why = "has a closed form" if closed_form else "offers meta_gradient = 'full' only"
-    return ConfigError(f"search.meta_gradient = {estimator!r} needs an unrolled learner (trained, mushroom_body, "
-                       f"spiking, or a ModuleLearner in Python); {name} {why}")
-
-
-def _learner_name(learner: object) -> str:
-    return str(getattr(learner, "name", None) or type(learner).__name__)
-
-
-def learner_for_search(learner: object, settings: SearchSettings) -> object:
-    """``learner`` with the meta-gradient estimator of ``settings``: unchanged for "full" and "es" (the learner as
-    built) and for a learner without estimators; else rebuilt from its ``get_params()`` with ``meta_gradient``,
-    ``segment`` (checkpointed) and ``truncate`` (truncated) — None in ``settings`` keeps the learner's own value — or
-    returned as is when it already has them."""
-    est = settings.meta_gradient
-    if est not in UNROLLED_ESTIMATORS or not takes_meta_gradient(learner):
-        return learner
-    params = learner.get_params()
-    changes = {
-        "meta_gradient": est,
-        "segment": (settings.segment or params.get("segment")) if est == "checkpointed" else None,
-        "truncate": (settings.truncate or params.get("truncate")) if est == "truncated" else None,
-    }
-    if all(params.get(k) == v for k, v in changes.items()):
-        return learner
-    return type(learner)(**(params | changes))
-
-
-def check_meta_gradient(settings: SearchSettings, learners: Sequence[object]) -> None:
-    """One-line :class:`ConfigError` if ``settings.meta_gradient`` is an unrolled-only estimator and no learner of
-    the run offers it (a closed-form learner needs none: its gradient is exact and cheap)."""
-    est = settings.meta_gradient
-    learners = [lr for lr in learners if lr is not None]
-    if est in UNROLLED_ESTIMATORS and learners and not any(takes_meta_gradient(lr) for lr in learners):
-        first = learners[0]
-        raise unrolled_only(est, _learner_name(first), getattr(first, "steps", None) is None)
-
-
-def antithetic_es_gradient(
-    loss: Callable[[list[torch.Tensor]], torch.Tensor],
-    params: Sequence[torch.Tensor],
-    sigma: float,
-    pairs: int,
-    generators: Sequence[torch.Generator],
-) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Antithetic evolution-strategies estimate of ∇_θ L, row by row, without autograd (Salimans et al. 2017).
-
-    params : tensors ``(G, ...)``, G independent rows (seeds); not modified. loss : maps such a list to the losses
-    ``(G,)``, row g depending only on row g. generators : one per row; row g's ε are drawn from ``generators[g]``
-    alone (per pair, one ``torch.randn`` per tensor, in order), so a row's estimate is the same in any batch.
-
-    .. math:: \\hat g = \\frac{1}{2σP} \\sum_{j=1}^{P} \\big(L(θ + σε_j) − L(θ − σε_j)\\big)\\, ε_j,
-        \\quad ε_j \\sim N(0, I)
-
-    E ĝ = ∇L + O(σ²) (the even terms cancel); for a quadratic L the sum is exactly (1/P) Σ ε_j ε_jᵀ ∇L, whose error
-    has E‖ĝ − ∇L‖² = (D + 1)‖∇L‖²/P for D parameters. Returns (ĝ like ``params``, L⁺ ``(P, G)``, L⁻ ``(P, G)``).
-    """
-    G = params[0].shape[0]
-    if len(generators) != G:
-        raise ConfigError(f"antithetic_es_gradient needs one generator per row: {G} rows, {len(generators)} generators")
-    grads = [torch.zeros_like(p) for p in params]
-    plus_all, minus_all = [], []
-    with torch.no_grad():
-        for _ in range(pairs):
-            eps = [torch.stack([torch.randn(p.shape[1:], generator=generators[g], dtype=p.dtype) for g in range(G)])
-                   for p in params]
-            plus = loss([p + sigma * e for p, e in zip(params, eps, strict=True)])
-            minus = loss([p - sigma * e for p, e in zip(params, eps, strict=True)])
-            weight = (plus - minus) / (2 * sigma * pairs)  # (G,)
-            for grad, e in zip(grads, eps, strict=True):
-                grad.add_(weight.reshape(G, *[1] * (e.dim() - 1)) * e)
-            plus_all.append(plus)
-            minus_all.append(minus)
-    return grads, torch.stack(plus_all), torch.stack(minus_all)
-
-
-def estimate_search_memory(learner: object, settings: SearchSettings, n_seeds: int, dim: int,
-                           learner_b: object | None = None) -> int | None:
-    """Estimated peak bytes of one meta-step's meta-gradient through the learner(s) of a run, or None when no learner
-    is unrolled with estimators (closed form: small) or ``settings.meta_gradient == "es"`` (no graph is kept).
-
-    Every seed's graph lives until the one backward pass of the step, so the estimate is S × the estimate of one
-    seed's ``learners_per_step`` learners with ``"exact"`` seed batching (the estimate is linear in the batch) and
-    that of one batch of S·B learners with ``"batched"``, summed over the learner and ``learner_b``
-    (:func:`learnscope.learners.memory.estimate_peak_memory`; a :class:`~learnscope.learners.memory.MemoryEstimate`
-    whose ``by_estimator`` is summed alike).
-    """
-    from learnscope.learners.memory import MemoryEstimate, estimate_peak_memory
-
-    if settings.meta_gradient == "es":
-        return None
-    run = [learner_for_search(lr, settings) for lr in (learner, learner_b) if lr is not None]
-    if not any(takes_meta_gradient(lr) for lr in run):
-        return None
-    exact = settings.seed_batching == "exact"
-    batch, times = (settings.learners_per_step, n_seeds) if exact else (settings.learners_per_step * n_seeds, 1)
-    dtype = DTYPES[settings.dtype]
-    ests = [estimate_peak_memory(lr, settings.n_train, settings.n_test, batch, dtype, dim=dim) for lr in run]
-    main = next(e for e, lr in zip(ests, run, strict=True) if takes_meta_gradient(lr))
-    keys = {k for e in ests for k in e.by_estimator}
-    by = {k: times * sum(e.by_estimator.get(k, int(e)) for e in ests) for k in keys}
-    return MemoryEstimate(times * sum(int(e) for e in ests), main.estimator, main.steps, by)
 
 
 def _make_optimiser(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -664,7 +559,7 @@ def meta_train(
 def _check_differentiable(pred: torch.Tensor, y_train: torch.Tensor, learner: object) -> None:
     """Under autograd, a learner's predictions must depend on its training labels through the graph."""
     if torch.is_grad_enabled() and y_train.requires_grad and not pred.requires_grad:
-        raise ConfigError(f"the learner {_learner_name(learner)} returns predictions without a gradient with respect "
+        raise ConfigError(f"the learner {learner_name(learner)} returns predictions without a gradient with respect "
                           "to its training labels (it detaches them or runs outside autograd): use "
                           "search.meta_gradient = 'es' (evolution strategies) for a learner without autograd")
 
