@@ -67,7 +67,7 @@ def check_run_memory(cfg, components, max_memory: str | None) -> None:
     typer.echo(f"estimated peak memory of the meta-gradient: {format_bytes(int(estimate))} ({estimate.estimator}, "
                f"{estimate.steps:,} inner steps, {S} seed{'s' * (S != 1)} × {B} learner{'s' * (B != 1)} per step)")
     if limit is not None:
-        check_memory(estimate, limit)
+        check_memory(estimate, limit, key="search.meta_gradient")
 
 
 def _execute(cfg, out: Path, force: bool, progress: bool, max_memory: str | None = None) -> Path:

@@ -241,10 +241,11 @@ def estimate_peak_memory(learner: Any, n_train: int, n_test: int, batch: int = 1
     return MemoryEstimate(by.get(estimator, by["full"]), estimator, steps, by)
 
 
-def check_memory(estimate: int, limit: int | str) -> None:
+def check_memory(estimate: int, limit: int | str, key: str = "meta_gradient") -> None:
     """Refuse (one-line :class:`ConfigError`) a meta-gradient whose estimated peak memory exceeds ``limit``
     (bytes, or a size string for :func:`parse_bytes`). A :class:`MemoryEstimate` names its estimator, its inner
-    steps and the cheaper estimators in the message."""
+    steps and the cheaper estimators in the message; ``key`` is the setting the user changes
+    (``"search.meta_gradient"`` from a config)."""
     limit_b = parse_bytes(limit)
     if int(estimate) <= limit_b:
         return
@@ -254,10 +255,10 @@ def check_memory(estimate: int, limit: int | str) -> None:
     hint = ""
     by = getattr(estimate, "by_estimator", {})
     if "checkpointed" in by and estimator != "checkpointed":
-        hint = f': use meta_gradient = "checkpointed" (about {format_bytes(by["checkpointed"])})'
+        hint = f': use {key} = "checkpointed" (about {format_bytes(by["checkpointed"])})'
         if by["checkpointed"] > limit_b:
             hint += ", fewer learners per step or fewer inner steps"
     elif estimator == "checkpointed":
-        hint = ": use fewer learners per step, a smaller segment or meta_gradient = \"truncated\""
+        hint = f": use fewer learners per step, a smaller segment or {key} = \"truncated\""
     raise ConfigError(f"this run needs about {format_bytes(int(estimate))} for its meta-gradient ({what}); the limit "
                       f"is {format_bytes(limit_b)}{hint}")
