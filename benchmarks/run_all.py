@@ -1,6 +1,14 @@
 """``make bench``: every benchmark of the project, each writing JSON into benchmarks/results/."""
 
-from benchmarks import bias_core, bias_memory, bias_networks, cli_help, identify_classify, identify_simulate
+from benchmarks import (
+    animal_routes,
+    bias_core,
+    bias_memory,
+    bias_networks,
+    cli_help,
+    identify_classify,
+    identify_simulate,
+)
 
 if __name__ == "__main__":
     cli_help.run()
@@ -15,3 +23,5 @@ if __name__ == "__main__":
     print("wrote benchmarks/results/identify_simulate.json")
     identify_classify.run()
     print("wrote benchmarks/results/identify_classify.json")
+    animal_routes.run(seeds=[0])  # one seed per route (all five: python -m benchmarks.animal_routes, ~25 min)
+    print("wrote benchmarks/results/animal_routes.json")

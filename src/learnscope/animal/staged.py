@@ -64,9 +64,10 @@ class Staged:
         return None
 
     def estimate(self, log: list[SessionRecord]) -> StagedEstimate:
+        searched = [r for r in log if r.plan.route != "validation"]  # the f1 the validation stage tested
         stages = {}
         for stage in self.search_stages:
-            stages[stage.route] = stage.estimate(log)
+            stages[stage.route] = stage.estimate(searched)
         last = stages[self.search_stages[-1].route]
         validation = None
         for stage in self.stages:

@@ -37,6 +37,7 @@ class ValidationSettings:
     def __post_init__(self) -> None:
         for key in ("pairs", "n_train", "n_probe", "repeats", "features", "bootstrap"):
             check_scalar(f"validation.{key}", getattr(self, key), int, 1)
+        check_scalar("validation.labelling_scale", self.labelling_scale, float, 0, closed="neither")
 
     @property
     def trials_per_session(self) -> int:
