@@ -220,10 +220,17 @@ def estimate_peak_memory(learner: Any, n_train: int, n_test: int, batch: int = 1
     if steps is None:
         peak = measure_meta_gradient(learner, n_train, n_test, batch, dtype, d)
         return MemoryEstimate(peak, "full", None, {"full": peak})
-    p2, p4 = (measure_meta_gradient(_rebuilt(learner, steps=s, meta_gradient="full", segment=None, truncate=None),
-                                    n_train, n_test, batch, dtype, d) for s in (2, 4))
-    s = max(0.0, (p4 - p2) / 2)
-    b = max(0.0, p2 - 2 * s)
+    def per_step(estimator: str) -> tuple[float, float]:
+        # "full" may run a whole-unroll reverse pass (the dense sgd path); "truncated" with K = T runs the
+        # per-step autograd loop that checkpointed, truncated and implicit use
+        p2, p4 = (measure_meta_gradient(_rebuilt(learner, steps=t, meta_gradient=estimator, segment=None,
+                                                 truncate=t if estimator == "truncated" else None),
+                                        n_train, n_test, batch, dtype, d) for t in (2, 4))
+        per = max(0.0, (p4 - p2) / 2)
+        return per, max(0.0, p2 - 2 * per)
+
+    s_full, b_full = per_step("full")
+    s, b = per_step("truncated") if "truncate" in learner.get_params() else (s_full, b_full)
     c = _carry_bytes(learner, n_train, n_test, batch, dtype, d)
     S = getattr(learner, "segment", None) or default_segment(steps)
     K = getattr(learner, "truncate", None) or steps
@@ -231,7 +238,7 @@ def estimate_peak_memory(learner: Any, n_train: int, n_test: int, batch: int = 1
     # (and a window's copy once more beside it)
     k = getattr(learner, "batch_size", None) or 0
     by = {
-        "full": b + steps * s,
+        "full": b_full + steps * s_full,
         "checkpointed": b + math.ceil(steps / S) * c + min(S, steps) * s + 8 * batch * k * (steps + min(S, steps)),
         "truncated": b + min(K, steps) * s + 8 * batch * k * (steps + min(K, steps)),
     }

@@ -9,7 +9,8 @@ three, and :func:`unroll` runs any of them on any circuit of the protocol (:mod:
 - :func:`gradient_descent` — plain gradient descent on the mean squared error with the circuit's own exact
   gradients (``circuit.loss_grads``: the mushroom body's hand-written masked gradients, backpropagation through
   time for the LIF network, autograd for ConvPool), ``θ ← θ − ηg`` as one fused ``torch.add``;
-- :func:`dense_gradient_descent` — the same for an MLP with a hand-written batched backward pass, the measured
+- :func:`dense_gradient_descent` — the same for an MLP with a hand-written batched backward pass (and, for plain
+  sgd, a hand-written reverse pass of the whole unroll: :mod:`learnscope.learners.dense_reverse`), the measured
   fast path of the bias search (:func:`dense_mse_grads`).
 
 Random draws go block by block through the generators (the ``draw_normal`` convention of
@@ -39,6 +40,7 @@ from torch import Tensor
 from learnscope.circuits.mlp import ACTIVATIONS, MLP
 from learnscope.circuits.protocol import Fixed, FunctionalCircuit, Members
 from learnscope.learners.base import GeneratorLike, generator_blocks
+from learnscope.learners.dense_reverse import unrolled_dense_gd_params
 from learnscope.learners.meta_gradient import FixedPoint, MetaGradient, Unrolled, run_unrolled
 from learnscope.plasticity.optimisers import Optimiser
 from learnscope.plasticity.rules import Rule, mse_loss
@@ -61,6 +63,9 @@ class Trainer(NamedTuple):
     step: Callable[[Params, Any, Tensor, Tensor, Fixed], tuple[Params, Any]]
     to_trainer: Callable[[Params], Params] = list
     to_circuit: Callable[[Params], Params] = list
+    #: optional whole-unroll replacement with its own exact backward, ``(params, x_train, y_train, idx or None,
+    #: steps) -> final params`` (trainer layout): the dense sgd path's hand-written reverse pass
+    reverse: Callable[[Params, Tensor, Tensor, Tensor | None, int], Params] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,15 @@ def dense_gradient_descent(mlp: MLP, optim: Optimiser, graph: bool) -> Trainer:
     def to_circuit(params: Params) -> Params:
         return [p.squeeze(1) if i % 2 else p for i, p in enumerate(params)]
 
-    return gradient_descent(lambda p, x, y, fixed: dense_mse_grads(p, x, y, f, df, relu), optim, graph,
-                            to_trainer, to_circuit)
+    trainer = gradient_descent(lambda p, x, y, fixed: dense_mse_grads(p, x, y, f, df, relu), optim, graph,
+                               to_trainer, to_circuit)
+    if optim.name != "sgd":  # momentum / adam: autograd through the per-step loop
+        return trainer
+
+    def reverse(params: Params, x: Tensor, y: Tensor, idx: Tensor | None, steps: int) -> Params:
+        return unrolled_dense_gd_params(params, x, y, lr=optim.lr, steps=steps, activation=mlp.activation, idx=idx)
+
+    return trainer._replace(reverse=reverse)
 
 
 def dense_mse_grads(params: Params, x: Tensor, y: Tensor, f: Callable, df: Callable, relu: bool) -> Params:
@@ -288,5 +300,12 @@ def prepare_unroll(
         fp = FixedPoint(lambda carry: to_circuit(carry[0]),
                         lambda theta, xtr, ytr: fixed_point(theta, xtr, ytr, {**fixed, **points_train}),
                         lambda theta, xte: circuit.forward(theta, xte, {**fixed, **points_test})[..., 0])
-    u = Unrolled((params, state), steps, run, readout, fp)
+    run_full = None
+    if first.reverse is not None and not fixed and not points_train:
+        def run_full(carry, xtr: Tensor, ytr: Tensor):
+            # all T steps through the hand-written reverse pass (used by meta_gradient "full" with a graph)
+            params, (opt, t) = carry
+            return first.reverse(params, xtr, ytr, idx, steps), (opt, t + steps)
+
+    u = Unrolled((params, state), steps, run, readout, fp, run_full)
     return u, params, fixed, x_train, y_train, x_test
