@@ -5,6 +5,7 @@ from benchmarks import (
     bias_core,
     bias_memory,
     bias_networks,
+    bias_unroll_speed,
     cli_help,
     identify_classify,
     identify_simulate,
@@ -17,6 +18,8 @@ if __name__ == "__main__":
     print("wrote benchmarks/results/bias_core.json and sinkhorn.json")
     bias_memory.run()
     print("wrote benchmarks/results/bias_memory.json")
+    bias_unroll_speed.run()
+    print("wrote benchmarks/results/bias_unroll_speed.json")
     bias_networks.run()
     print("wrote benchmarks/results/bias_networks.json")
     identify_simulate.run()
