@@ -187,3 +187,34 @@ def test_input_gains_kernel_is_the_arccos_kernel_of_rescaled_inputs():
     want = a * nx * ny * (np.sin(th) + (np.pi - th) * cos) / (2 * np.pi)
     got = fam.gram(theta, fam.features(x / g, y / g)).detach().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_series_and_contrast_run_on_the_fitted_surrogate():
+    """Algorithm 1's series and contrast on the best fit: the series' functions are orthogonal (deflation), and the
+    contrast is a labelling the surrogate learns with less error than the comparison learner."""
+    from learnscope.animal.loop import run_in_process
+    from learnscope.animal.responses import Graded
+    from learnscope.animal.simulated import SimulatedAnimal, TrialBudget
+    from learnscope.animal.surrogate import Surrogate, SurrogateSettings
+    from learnscope.bias.measures import generalisation_error
+    from learnscope.domains import Sphere
+    from learnscope.learners.kernels import KernelRidge
+    from learnscope.learners.ridge import Ridge
+
+    quick = {"search": {"steps": 40, "learners_per_step": 4, "n_test": 40}, "meta": {"hidden": 32}}
+    settings = SurrogateSettings(members=2, fit_iterations=20, series=2, random_sessions=6,
+                                 contrast_with={"name": "ridge"})
+    response = Graded(noise=0.1)
+    route = Surrogate(Sphere(3), response, settings, seed=1, algorithm1=quick)
+    log = run_in_process(route, SimulatedAnimal(KernelRidge("arccos1", lam=0.1), response), TrialBudget(240), seed=1)
+    est = route.estimate(log)
+    x = route.references
+    f1, f2 = (f(x) for f in est.series)
+    assert len(est.series) == 2
+    # deflation makes them exactly orthogonal on the search's 2,000 reference points; on 500 other points their
+    # normalised inner product is a sampling error of s.d. ≈ √(1/2000 + 1/500) ≈ 0.05 (3 s.d. allowed)
+    assert abs(np.mean(f1 * f2)) <= 3 * np.sqrt(1 / 2000 + 1 / 500) * np.sqrt(np.mean(f1**2) * np.mean(f2**2))
+    best = est.members[0].learner()
+    err_a = generalisation_error(best, est.contrast, Sphere(3), 20, 40, draws=40, seed=0)["mse"]
+    err_b = generalisation_error(Ridge(), est.contrast, Sphere(3), 20, 40, draws=40, seed=0)["mse"]
+    assert err_a < err_b

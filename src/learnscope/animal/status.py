@@ -54,7 +54,9 @@ def _stage_line(name: str, e) -> str:
                 f"correlation {succ}; noise amplification E0 ≈ {e.noise_amplification:.2f}")
     if name == "surrogate":
         agree = "–" if e.ensemble_agreement is None else f"{e.ensemble_agreement:.2f}"
-        return f"surrogate: {e.sessions} sessions, {e.trials} trials; ensemble agreement on f1 {agree}"
+        extra = (f"; a series of {len(e.series)} functions" if len(e.series) > 1 else "") + (
+            "; a contrast" if e.contrast is not None else "")
+        return f"surrogate: {e.sessions} sessions, {e.trials} trials; ensemble agreement on f1 {agree}{extra}"
     return f"evolution strategies: {e.iterations} iterations, {e.trials} trials"
 
 

@@ -39,7 +39,10 @@ class SurrogateSettings:
     "input_gains" (arc-cosine kernel with learnable per-input gains). n_train, n_probe, repeats : per session.
     members : ensemble size. candidates : labellings compared per session by query by committee (after
     random_sessions random ones). labelling_scale, features : random smooth labellings
-    :math:`f(x) = \\sum_j a_j \\cos(w_j\\cdot x + b_j)`, w ~ N(0, scale² I). fit_iterations : L-BFGS iterations."""
+    :math:`f(x) = \\sum_j a_j \\cos(w_j\\cdot x + b_j)`, w ~ N(0, scale² I). fit_iterations : L-BFGS iterations.
+    series : how many functions of the fitted surrogate to find in order of ease (Algorithm 1's series; 1: f1).
+    contrast_with : a learner table (as in ``learnscope bias`` configs); then also the function the surrogate
+    generalises well and that learner badly (Algorithm 1's contrast)."""
 
     family: str = "sphere_spectrum"
     max_degree: int = 6
@@ -53,14 +56,20 @@ class SurrogateSettings:
     features: int = 50
     fit_iterations: int = 100
     max_sessions: int = 1000
+    series: int = 1
+    contrast_with: dict | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise UnknownNameError("surrogate family", self.family, tuple(FAMILIES))
         for key in ("max_degree", "n_train", "n_probe", "repeats", "members", "candidates", "random_sessions",
-                    "features", "fit_iterations", "max_sessions"):
+                    "features", "fit_iterations", "max_sessions", "series"):
             check_scalar(f"surrogate.{key}", getattr(self, key), int, 1)
         check_scalar("surrogate.labelling_scale", self.labelling_scale, float, 0, closed="neither")
+        if self.contrast_with is not None:
+            from learnscope.learners.registry import make_learner
+
+            make_learner(dict(self.contrast_with))
 
     @property
     def trials_per_session(self) -> int:
@@ -108,11 +117,13 @@ class SurrogateEstimate:
     warnings: list[str] = field(default_factory=list)
     converged: bool = False
     history: list = field(default_factory=list)
+    series: list = field(default_factory=list)  # f1, f2, … of the best fit (``settings.series`` of them)
+    contrast: object | None = None  # easy for the surrogate, hard for ``settings.contrast_with``
 
     def to_dict(self) -> dict:
         return {"route": ROUTE, "sessions": self.sessions, "trials": self.trials,
                 "ensemble_agreement": self.ensemble_agreement, "members": [m.describe() for m in self.members],
-                "warnings": self.warnings}
+                "series": len(self.series), "contrast": self.contrast is not None, "warnings": self.warnings}
 
 
 def _random_labelling(rng: np.random.Generator, d: int, scale: float, features: int):
@@ -255,7 +266,7 @@ class Surrogate:
     # ------------------------------------------------------------------ the estimate
 
     def estimate(self, log: list[SessionRecord]) -> SurrogateEstimate:
-        from learnscope.animal.whitebox import algorithm1_f1
+        from learnscope.animal.whitebox import algorithm1_contrast, algorithm1_f1, algorithm1_series
 
         key = len(log)
         if key in self._estimates:
@@ -275,7 +286,19 @@ class Surrogate:
         if agree is not None and agree < 0.8:
             warnings.append(f"the surrogate ensemble disagrees on f1 (mean |corr| with the best fit {agree:.2f} < "
                             "0.8): the sessions so far do not pin the learner down; record more sessions")
+        best = members[0].learner()
+        series = [f1s[0]]
+        if self.settings.series > 1:
+            series = algorithm1_series(best, self.domain, self.settings.n_train, self.settings.series,
+                                       search=a1.get("search"), meta=a1.get("meta"), seed=self.seed)
+        contrast = None
+        if self.settings.contrast_with is not None:
+            from learnscope.learners.registry import make_learner
+
+            contrast = algorithm1_contrast(best, make_learner(dict(self.settings.contrast_with)), self.domain,
+                                           self.settings.n_train, search=a1.get("search"), meta=a1.get("meta"),
+                                           seed=self.seed)
         est = SurrogateEstimate(len(own), trials, f1s[0], members, f1s, agree, warnings,
-                                converged=agree is not None and agree >= 0.8)
+                                converged=agree is not None and agree >= 0.8, series=series, contrast=contrast)
         self._estimates[key] = est
         return est

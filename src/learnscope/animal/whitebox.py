@@ -29,6 +29,35 @@ def algorithm1_f1(learner: object, domain: Domain, n_train: int, *, search: dict
     return res.function.for_seed(0)
 
 
+def algorithm1_series(learner: object, domain: Domain, n_train: int, count: int, *, search: dict | None = None,
+                      meta: dict | None = None, seed: int = 0) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """A series f1, f2, … (``count`` functions, each orthogonal to the earlier ones by deflation) of ``learner``
+    (:func:`learnscope.bias.search.find_series`)."""
+    from learnscope.bias.experiment import meta_factory
+    from learnscope.bias.search import SearchSettings, find_series
+    from learnscope.targets import make_target
+
+    settings = SearchSettings(**{**DEFAULT_SEARCH, "n_train": n_train, "orthogonality": "deflate", **(search or {})})
+    make_meta = meta_factory({**DEFAULT_META, **(meta or {})}, domain)
+    results = find_series(make_meta, domain, learner, make_target("uniform"), [settings] * count, seeds=(seed,))
+    return [r.function.for_seed(0) for r in results]
+
+
+def algorithm1_contrast(learner_a: object, learner_b: object, domain: Domain, n_train: int, *,
+                        search: dict | None = None, meta: dict | None = None, seed: int = 0
+                        ) -> Callable[[np.ndarray], np.ndarray]:
+    """The function ``learner_a`` generalises well and ``learner_b`` badly
+    (:func:`learnscope.bias.search.find_contrast`, ``search.contrast_objective`` as given, log-ratio by default)."""
+    from learnscope.bias.experiment import meta_factory
+    from learnscope.bias.search import SearchSettings, find_contrast
+    from learnscope.targets import make_target
+
+    settings = SearchSettings(**{**DEFAULT_SEARCH, "n_train": n_train, **(search or {})})
+    make_meta = meta_factory({**DEFAULT_META, **(meta or {})}, domain)
+    res = find_contrast(make_meta(), domain, learner_a, learner_b, make_target("uniform"), settings, seeds=(seed,))
+    return res.function.for_seed(0)
+
+
 def dominant_degree(f_values: np.ndarray, x: np.ndarray, d: int, share: float = 0.9) -> int | None:
     """The harmonic degree holding ≥ ``share`` of f's energy on S^{d−1} (f sampled at the points ``x``), else
     None. Degrees up to 6 on S², up to 3 above (the points must resolve every degree fitted)."""
