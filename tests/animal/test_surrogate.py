@@ -68,8 +68,8 @@ def test_the_spectrum_kernel_is_the_sum_over_degrees_and_positive_semidefinite(d
 
 
 def _data(fam, records):
-    return [(fam.features(r.plan.train_x, r.plan.train_x), fam.features(r.plan.probe_x, r.plan.train_x),
-             torch.tensor(r.plan.train_y), torch.tensor(r.responses)) for r in records]
+    return [(fam.session_data(r.plan.train_x, r.plan.probe_x), torch.tensor(r.plan.train_y),
+             torch.tensor(r.responses)) for r in records]
 
 
 def _records(d: int, response, n_sessions: int, seed: int, repeats: int = 2) -> list[SessionRecord]:
@@ -218,3 +218,37 @@ def test_series_and_contrast_run_on_the_fitted_surrogate():
     err_a = generalisation_error(best, est.contrast, Sphere(3), 20, 40, draws=40, seed=0)["mse"]
     err_b = generalisation_error(Ridge(), est.contrast, Sphere(3), 20, 40, draws=40, seed=0)["mse"]
     assert err_a < err_b
+
+
+def test_the_trained_mlp_family_is_differentiable_in_its_scale_and_learning_rate():
+    """The family's prediction is gradient descent on a ReLU net, differentiated through the unroll: its gradient
+    in θ = (softplus⁻¹ s, softplus⁻¹ η) matches central finite differences, and the fitted member as a learner
+    gives the family's prediction when it draws the same initial weights."""
+    from learnscope.animal.families import TrainedMLP
+
+    fam = TrainedMLP(3, hidden=6, steps=5, draws=2, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    xp = rng.normal(size=(4, 3))
+    y = torch.tensor(rng.uniform(-1, 1, 7))
+    data = fam.session_data(x, xp)
+    theta = torch.tensor([0.3, -2.0], dtype=torch.float64, requires_grad=True)
+    fam.predict(theta, data, y).sum().backward()
+    h = 1e-6
+    for i in range(2):
+        up, down = theta.detach().clone(), theta.detach().clone()
+        up[i] += h
+        down[i] -= h
+        fd = (fam.predict(up, data, y).sum() - fam.predict(down, data, y).sum()) / (2 * h)
+        assert float(theta.grad[i]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+    learner = fam.learner(theta)
+    g = [torch.Generator().manual_seed(0) for _ in range(2)]
+    pred = learner.fit_predict(torch.tensor(x).expand(2, 7, 3), y.expand(2, 7), torch.tensor(xp).expand(2, 4, 3),
+                               generator=g)
+    z1 = torch.stack([torch.randn(3, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)] * 2)
+    gg = torch.Generator().manual_seed(0)
+    torch.randn(3, 6, generator=gg, dtype=torch.float64)
+    z2 = torch.randn(6, 1, generator=gg, dtype=torch.float64).expand(2, 6, 1)
+    params = fam._train(theta.detach(), z1, z2, torch.tensor(x).expand(2, 7, 3), y.expand(2, 7))
+    np.testing.assert_allclose(pred.detach().numpy(), fam._forward(params, torch.tensor(xp).expand(2, 4, 3)).numpy(),
+                               rtol=1e-12)

@@ -23,7 +23,7 @@ import torch
 from torch.nn.functional import softplus
 
 from learnscope import rng as streams
-from learnscope.animal.families import FAMILIES, InputGains, SphereSpectrum
+from learnscope.animal.families import FAMILIES, InputGains, SphereSpectrum, TrainedMLP
 from learnscope.animal.iterated import rank_to_uniform
 from learnscope.animal.responses import BinaryChoice, ResponseModel
 from learnscope.animal.session import SessionPlan, SessionRecord
@@ -40,6 +40,8 @@ class SurrogateSettings:
     members : ensemble size. candidates : labellings compared per session by query by committee (after
     random_sessions random ones). labelling_scale, features : random smooth labellings
     :math:`f(x) = \\sum_j a_j \\cos(w_j\\cdot x + b_j)`, w ~ N(0, scale² I). fit_iterations : L-BFGS iterations.
+    hidden, train_steps : the trained_mlp family's width and gradient-descent steps (its initial scale and learning
+    rate are fitted).
     series : how many functions of the fitted surrogate to find in order of ease (Algorithm 1's series; 1: f1).
     contrast_with : a learner table (as in ``learnscope bias`` configs); then also the function the surrogate
     generalises well and that learner badly (Algorithm 1's contrast)."""
@@ -58,12 +60,14 @@ class SurrogateSettings:
     max_sessions: int = 1000
     series: int = 1
     contrast_with: dict | None = None
+    hidden: int = 50
+    train_steps: int = 100
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise UnknownNameError("surrogate family", self.family, tuple(FAMILIES))
         for key in ("max_degree", "n_train", "n_probe", "repeats", "members", "candidates", "random_sessions",
-                    "features", "fit_iterations", "max_sessions", "series"):
+                    "features", "fit_iterations", "max_sessions", "series", "hidden", "train_steps"):
             check_scalar(f"surrogate.{key}", getattr(self, key), int, 1)
         check_scalar("surrogate.labelling_scale", self.labelling_scale, float, 0, closed="neither")
         if self.contrast_with is not None:
@@ -93,12 +97,13 @@ class Member:
     nll: float
 
     def learner(self):
-        from learnscope.learners.kernels import KernelRidge
-
-        return KernelRidge(self.family.kernel(self.theta), lam=float(self.family.ridge(self.theta)))
+        """The fitted member as a learnscope learner (what Algorithm 1 searches)."""
+        return self.family.learner(self.theta)
 
     def describe(self) -> dict:
         out = {"ridge": float(self.family.ridge(self.theta)), "nll": self.nll}
+        if isinstance(self.family, TrainedMLP):
+            out.update(self.family.describe(self.theta))
         if isinstance(self.family, SphereSpectrum):
             out["spectrum"] = self.family.spectrum(self.theta).tolist()
         if isinstance(self.family, InputGains):
@@ -154,7 +159,9 @@ class Surrogate:
         self.seed = seed
         self.algorithm1 = algorithm1 or {}
         d = domain.dim
-        if self.settings.family == "sphere_spectrum":
+        if self.settings.family == "trained_mlp":
+            self.family = TrainedMLP(d, hidden=self.settings.hidden, steps=self.settings.train_steps, seed=seed)
+        elif self.settings.family == "sphere_spectrum":
             from learnscope.domains import Sphere
 
             if not isinstance(domain, Sphere):
@@ -202,11 +209,8 @@ class Surrogate:
 
     def _predict(self, m: Member, train_x, train_y, probe_x) -> np.ndarray:
         with torch.no_grad():
-            K = self.family.gram(m.theta, self.family.features(train_x, train_x))
-            Kp = self.family.gram(m.theta, self.family.features(probe_x, train_x))
-            a = torch.linalg.solve(K + self.family.ridge(m.theta) * torch.eye(len(K), dtype=K.dtype),
-                                   torch.tensor(train_y))
-            return (Kp @ a).numpy()
+            data = self.family.session_data(train_x, probe_x)
+            return self.family.predict(m.theta, data, torch.tensor(train_y)).numpy()
 
     def _initial_response(self) -> torch.Tensor:
         if isinstance(self.response, BinaryChoice):  # raw gain, raw lapse
@@ -215,12 +219,10 @@ class Surrogate:
 
     def _nll(self, theta, resp, data, weights) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float64)
-        ridge = self.family.ridge(theta)
-        for (ftt, fpt, y, r), w in zip(data, weights, strict=True):
+        for (session, y, r), w in zip(data, weights, strict=True):
             if w == 0:
                 continue
-            K = self.family.gram(theta, ftt)
-            pred = self.family.gram(theta, fpt) @ torch.linalg.solve(K + ridge * torch.eye(len(K), dtype=K.dtype), y)
+            pred = self.family.predict(theta, session, y)
             if isinstance(self.response, BinaryChoice):
                 p = torch.sigmoid(resp[1]) / 2 + (1 - torch.sigmoid(resp[1])) * torch.sigmoid(softplus(resp[0]) * pred)
                 p = p.clamp(1e-9, 1 - 1e-9)[:, None]
@@ -248,8 +250,8 @@ class Surrogate:
         key = len(log)
         if key in self._fits:
             return self._fits[key]
-        data = [(self.family.features(r.plan.train_x, r.plan.train_x), self.family.features(r.plan.probe_x,
-                 r.plan.train_x), torch.tensor(r.plan.train_y), torch.tensor(r.responses)) for r in log]
+        data = [(self.family.session_data(r.plan.train_x, r.plan.probe_x), torch.tensor(r.plan.train_y),
+                 torch.tensor(r.responses)) for r in log]
         members = []
         for j in range(self.settings.members):
             rng = streams.numpy_rng(self.seed, "animal surrogate member", j, key)
