@@ -511,9 +511,9 @@ from learnscope.report.predict_report import write_predict_report  # noqa: E402
 KEYS = ["network", "layer", "group", "checkpoint"]
 
 
-def _geometric_pool(p: np.ndarray) -> np.ndarray:
-    """Normalised geometric mean of layer probability rows (numpy reference)."""
-    g = np.prod(np.clip(p, 1e-6, 1.0), axis=0) ** (1.0 / len(p))
+def _geometric_pool(p: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """Normalised geometric mean of layer probability rows raised to β (numpy reference)."""
+    g = np.prod(np.clip(p, 1e-6, 1.0), axis=0) ** (beta / len(p))
     return g / g.sum()
 
 
@@ -536,8 +536,9 @@ def test_predict_gives_calibrated_layer_and_network_rows_and_a_report(fitted, tm
     assert sorted(nets.network) == sorted(held.network_id) and (nets.layers == 3).all()
     for _, r in nets.iterrows():
         mine = layers[layers.network == r.network][res.classes].to_numpy()
-        np.testing.assert_allclose(r[res.classes].to_numpy(dtype=float), _geometric_pool(mine))
-        assert r.predicted_rule == res.classes[int(np.argmax(_geometric_pool(mine)))]
+        beta = cal["network_exponent"]
+        np.testing.assert_allclose(r[res.classes].to_numpy(dtype=float), _geometric_pool(mine, beta))
+        assert r.predicted_rule == res.classes[int(np.argmax(_geometric_pool(mine, beta)))]
         # a network's row comes right after its layers
         pos = t.index[(t.network == r.network)].tolist()
         assert t.level[pos[-1]] == "network" and (t.level[pos[:-1]] == "layer").all()

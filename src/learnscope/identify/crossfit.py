@@ -80,9 +80,11 @@ FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 # aggregation
 
 
-def network_probabilities(p: np.ndarray, networks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per-network probabilities from per-layer ones: :math:`P_k \propto \exp(\mathrm{mean}_l \log\max(p_{lk},
-    \varepsilon))` over the network's layers (see the module docstring).
+def network_probabilities(p: np.ndarray, networks: np.ndarray, exponent: float = 1.0
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-network probabilities from per-layer ones: :math:`P_k \propto \exp(\beta\,\mathrm{mean}_l
+    \log\max(p_{lk}, \varepsilon))` over the network's layers (see the module docstring); β = ``exponent`` (1: the
+    normalised geometric mean; :func:`fit_network_exponent` fits it on held-out networks).
 
     p : (n_layers, K) rows summing to 1; networks : (n_layers,) ids. Returns (sorted unique ids (m,), (m, K)).
     """
@@ -93,9 +95,27 @@ def network_probabilities(p: np.ndarray, networks: np.ndarray) -> tuple[np.ndarr
     ids, inverse = np.unique(networks, return_inverse=True)
     sums = np.zeros((len(ids), p.shape[1]))
     np.add.at(sums, inverse, log_probs(p))
-    mean = sums / np.bincount(inverse, minlength=len(ids))[:, None]
+    mean = exponent * sums / np.bincount(inverse, minlength=len(ids))[:, None]
     e = np.exp(mean - mean.max(axis=1, keepdims=True))
     return ids, e / e.sum(axis=1, keepdims=True)
+
+
+def fit_network_exponent(p: np.ndarray, y: np.ndarray, networks: np.ndarray) -> float:
+    """The β of :func:`network_probabilities` with the lowest network-level NLL on these (calibration) networks,
+    searched on log β ∈ [log 0.1, log 20] (bounded Brent). The layers of a network are correlated evidence: β = 1/L
+    per layer would treat them as one, β = 1 · L as independent; the data choose between."""
+    from scipy.optimize import minimize_scalar
+
+    y, networks = np.asarray(y), np.asarray(networks)
+    first = {n: i for i, n in reversed(list(enumerate(networks)))}
+
+    def loss(log_beta: float) -> float:
+        ids, P = network_probabilities(p, networks, float(np.exp(log_beta)))
+        y_net = np.array([y[first[n]] for n in ids])
+        return nll(P, y_net)
+
+    res = minimize_scalar(loss, bounds=(np.log(0.1), np.log(20.0)), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(res.x))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,6 +202,8 @@ class Heldout:
     fold_methods: list[str]        # calibrator chosen for each scored fold
     calibrator: Calibrator         # the deployed calibrator (fitted on ``raw`` of all rows)
     calibrator_scores: dict[str, float]
+    fold_exponents: list[float] = field(default_factory=list)  # network pooling β of each scored fold
+    network_exponent: float = 1.0  # the deployed β (fitted on the held-out calibrated predictions of all networks)
     audit: list[dict] = field(default_factory=list)  # per fold: networks scored / seen by classifier, calibrator
 
 
@@ -214,7 +236,7 @@ def heldout_predictions(fit_predict: FitPredict, y: np.ndarray, networks: np.nda
     k_folds = _count_check(networks, y, n_folds)
     fold = network_folds(networks, y, k_folds, rng.int_seed(seed, "calibration-folds", modulus=_MOD))
     raw = calibrated = None
-    methods_chosen, audit = [], []
+    methods_chosen, audit, exponents = [], [], []
     for k in range(k_folds):
         scored, calib = np.flatnonzero(fold == k), np.flatnonzero(fold == (k + 1) % k_folds)
         train = np.flatnonzero((fold != k) & (fold != (k + 1) % k_folds))
@@ -227,11 +249,13 @@ def heldout_predictions(fit_predict: FitPredict, y: np.ndarray, networks: np.nda
         cal, _ = choose_calibrator(p_calib, y[calib], _choice_folds(networks[calib], n_choice), methods)
         calibrated[scored] = cal.transform(p_scored)
         methods_chosen.append(cal.name)
+        exponents.append(fit_network_exponent(cal.transform(p_calib), y[calib], networks[calib]))
         audit.append({"scored": set(networks[scored]), "classifier": set(networks[train]),
                       "calibrator": set(networks[calib])})
     final, scores = choose_calibrator(raw, y, fold, methods)
     return Heldout(y=y, networks=networks, fold=fold, raw=raw, calibrated=calibrated, fold_methods=methods_chosen,
-                   calibrator=final, calibrator_scores=scores, audit=audit)
+                   calibrator=final, calibrator_scores=scores, audit=audit, fold_exponents=exponents,
+                   network_exponent=fit_network_exponent(calibrated, y, networks))
 
 
 PROTOCOL = ("Networks are dealt to {k} folds, stratified by rule. For each fold, the classifier is trained on {a} "
@@ -240,6 +264,18 @@ PROTOCOL = ("Networks are dealt to {k} folds, stratified by rule. For each fold,
             "are applied to this fold's layers. The numbers below come only from layers whose network neither the "
             "classifier nor the calibrator saw. The deployed calibrator is chosen the same way on the held-out "
             "predictions of all networks and applied to the classifier trained on every network.")
+
+
+def _heldout_networks(held: Heldout) -> tuple[np.ndarray, np.ndarray]:
+    """Per-network held-out probabilities, each fold's networks pooled with the β fitted on its calibration fold
+    (β = 1 for a record without exponents)."""
+    exps = held.fold_exponents or [1.0] * (int(held.fold.max()) + 1)
+    parts = [network_probabilities(held.calibrated[held.fold == k], held.networks[held.fold == k], b)
+             for k, b in enumerate(exps) if (held.fold == k).any()]
+    ids = np.concatenate([i for i, _ in parts])
+    P = np.concatenate([q for _, q in parts])
+    order = np.argsort(ids)
+    return ids[order], P[order]
 
 
 def summarise(held: Heldout, classes: Sequence[str], obs_names: Sequence[str], seed: int = 0,
@@ -258,7 +294,7 @@ def summarise(held: Heldout, classes: Sequence[str], obs_names: Sequence[str], s
     classes = [str(c) for c in classes]
     K = len(classes)
     y, p, raw = held.y, held.calibrated, held.raw
-    ids, P = network_probabilities(p, held.networks)
+    ids, P = _heldout_networks(held)
     first = {n: i for i, n in reversed(list(enumerate(held.networks)))}
     y_net = np.array([y[first[n]] for n in ids])
     cm_layer, cm_net = confusion(y, p.argmax(1), K), confusion(y_net, P.argmax(1), K)
@@ -281,6 +317,7 @@ def summarise(held: Heldout, classes: Sequence[str], obs_names: Sequence[str], s
         "confusion_layer": cm_layer.tolist(), "confusion_network": cm_net.tolist(), "pairwise": pairs,
         "indistinguishable": indistinguishable_pairs(cm_layer, classes, what, threshold),
         "threshold": float(threshold), "observables_in_words": what,
+        "network_exponent": float(held.network_exponent), "fold_network_exponents": list(held.fold_exponents),
         "n_layers": int(len(y)), "n_networks": int(len(ids)), "n_folds": k_folds,
         "protocol": PROTOCOL.format(k=k_folds, a=k_folds - 2),
     }

@@ -387,7 +387,7 @@ def predict(model_path: str | Path, recordings: str | Path | pd.DataFrame, *, su
     layer_rows.insert(0, "level", "layer")
     layer_rows["layers"] = 1
     codes, uniques = pd.factorize(keys["network"], sort=True)
-    ids, P = network_probabilities(p, codes)
+    ids, P = network_probabilities(p, codes, float(calibration.get("network_exponent", 1.0)))
     net_rows = pd.DataFrame({"level": "network", "network": uniques[ids], "layer": None, "group": None,
                              "layers": np.bincount(codes)[ids]})
     layer_rows[classes], net_rows[classes] = p, P
