@@ -45,3 +45,15 @@ def resolve_config_path(name_or_path: str | Path, application: str) -> Path:
         raise UnknownNameError(f"{what} (no such file or bundled {application} config)", p.name, available)
     raise ConfigError(f"{what} file {shown(p)!r} does not exist (bundled {application} configs: "
                       f"{', '.join(available)})")
+
+
+def read_config(name_or_path: str | Path, application: str) -> dict:
+    """The TOML table of a config file or bundled config of ``application`` (:func:`resolve_config_path`); a file
+    that is not valid TOML is one :class:`~learnscope.errors.ConfigError` naming it."""
+    import tomllib
+
+    path = resolve_config_path(name_or_path, application)
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{shown(path)}: not valid TOML ({err})") from None

@@ -29,13 +29,12 @@ for ``learnscope animal simulate`` only — the hidden learner that plays the an
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from learnscope.animal.iterated import IteratedLearning, IteratedSettings
 from learnscope.animal.responses import ResponseModel, make_response
-from learnscope.bundled import resolve_config_path
+from learnscope.bundled import read_config
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.validation import check_keys, check_scalar
 
@@ -158,9 +157,4 @@ def parse_animal_config(raw: dict) -> AnimalConfig:
 
 def load_animal_config(name_or_path: str | Path) -> AnimalConfig:
     """Read a config file or the name of a bundled ``animal_*.toml``."""
-    path = resolve_config_path(name_or_path, "animal")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    return parse_animal_config(raw)
+    return parse_animal_config(read_config(name_or_path, "animal"))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from learnscope.bias.search import UNROLLED_ESTIMATORS, SearchSettings, unrolled_only
-from learnscope.bundled import resolve_config_path
+from learnscope.bundled import read_config
 from learnscope.errors import ConfigError, UnknownNameError
 from learnscope.validation import Interval, check_constraints, check_keys, check_scalar, split_spec
 
@@ -333,12 +333,7 @@ def load_config(
     name_or_path: str | Path, overrides: list[str] = (), seed: int | None = None
 ) -> ExperimentConfig:
     """Read, override and validate a config file (or bundled config name)."""
-    path = resolve_config_path(name_or_path, "bias")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    raw = apply_overrides(raw, list(overrides))
+    raw = apply_overrides(read_config(name_or_path, "bias"), list(overrides))
     if seed is not None:
         raw.setdefault("run", {})["seeds"] = [seed]
     return parse_config(raw)

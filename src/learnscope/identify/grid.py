@@ -34,16 +34,14 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from learnscope import rng
-from learnscope.bundled import resolve_config_path
+from learnscope.bundled import read_config
 from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, nearest_name
-from learnscope.fileio import shown
 from learnscope.identify.conditions import check_probes
 from learnscope.identify.observables import Condition, check_recordable
 from learnscope.plasticity.rules import RULES, make_rule
@@ -308,12 +306,7 @@ def check_feasible(grid: dict) -> None:
 
 def load_grid(path: str | Path) -> dict:
     """Read and validate a grid config file (a path or the name of a bundled identify config)."""
-    p = resolve_config_path(path, "identify")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{shown(p)}: not valid TOML ({err})") from None
-    return parse_grid(raw)
+    return parse_grid(read_config(path, "identify"))
 
 
 def network_id(spec: dict) -> str:
