@@ -192,7 +192,14 @@ def fig8_case(learners: int, steps: int, pairs: int) -> dict:
     settings = override(cfg.search, steps=steps, learners_per_step=learners)
     learner = comp.learner
     assert learner.optimiser == "sgd" and learner.rule == "sgd" and learner.batch_size is None
-    orig, orig_dense = UN.prepare_unroll, TR.dense_gradient_descent
+    import learnscope.bias.distances as DI
+
+    orig, orig_dense, orig_energy = UN.prepare_unroll, TR.dense_gradient_descent, DI._energy_1d
+
+    def pairwise_energy(x, y):  # the 1-D energy distance as the session began: all pairwise |differences|
+        xs, ys = x[..., None], y.expand(x.shape[0], -1)[..., None]
+        return (DI._safe_pairwise_norm(xs, ys).mean(dim=(1, 2)) - 0.5 * DI._safe_pairwise_norm(xs, xs).mean(dim=(1, 2))
+                - 0.5 * DI._safe_pairwise_norm(ys, ys).mean(dim=(1, 2)))
 
     def run(patched: bool) -> tuple[list[float], list[float], object]:
         marks: list[tuple[float, float]] = []
@@ -204,10 +211,11 @@ def fig8_case(learners: int, steps: int, pairs: int) -> dict:
             TR.dense_gradient_descent = orig_dense if patched else (lambda *a: _autograd_only(orig_dense(*a)))
         else:  # not yet integrated: the reverse pass is monkeypatched in (the proposed integration)
             UN.prepare_unroll = _with_reverse_pass(orig, learner.lr) if patched else orig
+        DI._energy_1d = orig_energy if patched else pairwise_energy  # "today": also the pairwise energy distance
         try:
             res = meta_train(comp.make_meta(), comp.domain, learner, comp.target, settings, [0], callback=tick)
         finally:
-            UN.prepare_unroll, TR.dense_gradient_descent = orig, orig_dense
+            UN.prepare_unroll, TR.dense_gradient_descent, DI._energy_1d = orig, orig_dense, orig_energy
         cpu = [b[1] - a[1] for a, b in zip(marks[1:], marks[2:], strict=False)]  # skip the first two steps
         return list(res.extra["step_times_s"][2:]), cpu, res.history["loss"][:, 0]
 

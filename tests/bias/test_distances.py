@@ -513,3 +513,31 @@ def test_sinkhorn_batched_rows_equal_single_rows_and_second_derivative_raises(ge
     (gx,) = torch.autograd.grad(sinkhorn_divergence(xr, y).sum(), xr, create_graph=True)
     with pytest.raises(RuntimeError):
         gx.sum().backward()  # first order only: the gradient is the envelope formula, not a graph
+
+
+@pytest.mark.parametrize("n,m,N", [(5, 7, 1), (30, 300, 4), (1, 1, 2)])
+def test_the_sorted_1d_energy_distance_equals_the_pairwise_sums(n, m, N):
+    """∫(F_x − F_y)² dt by sorting equals the V-statistic pairwise form in value (float64, a tie included) and in
+    gradient wherever it is differentiable (at a tie both are subgradients, and the two forms pick different ones)."""
+    from learnscope.bias.distances import _safe_pairwise_norm, energy_distance
+
+    g = torch.Generator().manual_seed(n * 100 + m)
+    x = torch.randn(N, n, generator=g, dtype=torch.float64)
+    y = torch.randn(N, m, generator=g, dtype=torch.float64)
+    if n > 1 and m > 1:
+        x[:, 0] = y[:, 0]  # a tie between the two samples
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    fast = energy_distance(x, y)
+    xs, ys = x[..., None], y[..., None]
+    ref = (_safe_pairwise_norm(xs, ys).mean(dim=(1, 2)) - 0.5 * _safe_pairwise_norm(xs, xs).mean(dim=(1, 2))
+           - 0.5 * _safe_pairwise_norm(ys, ys).mean(dim=(1, 2)))
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-14)
+    gf = torch.autograd.grad(fast.sum(), (x, y))
+    gr = torch.autograd.grad(ref.sum(), (x, y))
+    untied = torch.ones_like(x, dtype=torch.bool)
+    if n > 1 and m > 1:
+        untied[:, 0] = False
+    torch.testing.assert_close(gf[0][untied], gr[0][untied], rtol=1e-10, atol=1e-12)
+    if not (n > 1 and m > 1):
+        torch.testing.assert_close(gf[1], gr[1], rtol=1e-10, atol=1e-12)

@@ -208,10 +208,26 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     E|Y-Y'|`). The gradient of |·| at coincident points is taken as 0 (no NaN).
     """
     x, y = check_clouds(x, y)
+    if x.shape[-1] == 1:
+        return _energy_1d(x[..., 0], y[..., 0])
     xy = _safe_pairwise_norm(x, y).mean(dim=(1, 2))
     xx = _safe_pairwise_norm(x, x).mean(dim=(1, 2))
     yy = _safe_pairwise_norm(y, y).mean(dim=(1, 2))
     return xy - 0.5 * xx - 0.5 * yy
+
+
+def _energy_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""The 1-D energy distance as :math:`\int (F_x - F_y)^2\,dt` in O((n + m) log(n + m)) instead of the O(nm)
+    pairwise sums: sort the merged sample z, accumulate the weights +1/n (x) and −1/m (y) to get F_x − F_y on each
+    gap, and sum :math:`c_k^2 (z_{k+1} - z_k)`. x (N, n), y (N, m) (broadcast to N); differentiable in both
+    (through the sort's values), and equal to the pairwise form (tests)."""
+    N, n = x.shape
+    m = y.shape[-1]
+    z = torch.cat([x, y.expand(N, m)], dim=1)
+    w = torch.cat([x.new_full((n,), 1.0 / n), x.new_full((m,), -1.0 / m)])
+    zs, order = torch.sort(z, dim=1)
+    c = torch.cumsum(w[order], dim=1)[:, :-1]
+    return (c * c * (zs[:, 1:] - zs[:, :-1])).sum(dim=1)
 
 
 def neg_std(labels: torch.Tensor) -> torch.Tensor:
