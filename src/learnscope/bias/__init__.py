@@ -19,6 +19,7 @@ _EXPORTS = {
     # Algorithm 1 and its settings
     **dict.fromkeys(["find_easiest", "find_series", "find_contrast", "meta_train", "SearchSettings", "SearchResult",
                      "FoundFunction"], "learnscope.bias.search"),
+    "find_contrast_beyond_shared": "learnscope.bias.beyond_shared",
     **dict.fromkeys(["MetaMLP", "MetaCNN"], "learnscope.bias.metalearner"),
     **dict.fromkeys(["make_distance", "w2_to_target"], "learnscope.bias.distances"),
     # measures of a found function
