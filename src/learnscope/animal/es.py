@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from learnscope import rng as streams
-from learnscope.animal.iterated import rank_to_uniform
+from learnscope.animal.labellings import on_training_marginal, rank_to_uniform
 from learnscope.animal.responses import ResponseModel
 from learnscope.animal.session import SessionPlan, SessionRecord
-from learnscope.animal.surrogate import _on_training_marginal
 from learnscope.validation import check_keys, check_scalar
 
 ROUTE = "es"
@@ -118,7 +117,7 @@ class EvolutionStrategies:
 
     def _loss(self, record: SessionRecord, theta: np.ndarray) -> float:
         f = self.labelling(theta)
-        target = _on_training_marginal(f(record.plan.train_x), f(record.plan.probe_x))
+        target = on_training_marginal(f(record.plan.train_x), f(record.plan.probe_x))
         return float(np.mean((self.response.labels(record.responses) - target) ** 2))
 
     def _replay(self, log: list[SessionRecord]) -> dict:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from learnscope import rng as streams
+from learnscope.animal.labellings import rank_to_uniform  # noqa: F401  (re-exported)
 from learnscope.animal.responses import Graded, ResponseModel
 from learnscope.animal.session import SessionPlan, SessionRecord
 from learnscope.animal.smoother import Smoothed, smooth
@@ -33,10 +33,6 @@ from learnscope.validation import check_scalar
 ROUTE = "iterated"
 
 
-def rank_to_uniform(values: np.ndarray) -> np.ndarray:
-    """Rank transform to the quantiles of U[−1, 1]: ``(rank − ½)/n · 2 − 1`` (ties share their mean rank)."""
-    n = len(values)
-    return (rankdata(values) - 0.5) / n * 2 - 1
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from torch.nn.functional import softplus
 
 from learnscope import rng as streams
 from learnscope.animal.families import FAMILIES, InputGains, SphereSpectrum, TrainedMLP
-from learnscope.animal.iterated import rank_to_uniform
+from learnscope.animal.labellings import on_training_marginal, random_labelling, rank_to_uniform
 from learnscope.animal.responses import BinaryChoice, ResponseModel
 from learnscope.animal.session import SessionPlan, SessionRecord
 from learnscope.errors import ConfigError, UnknownNameError
@@ -131,20 +131,6 @@ class SurrogateEstimate:
                 "series": len(self.series), "contrast": self.contrast is not None, "warnings": self.warnings}
 
 
-def _random_labelling(rng: np.random.Generator, d: int, scale: float, features: int):
-    w = rng.normal(0, scale, (features, d))
-    b = rng.uniform(0, 2 * np.pi, features)
-    a = rng.normal(0, 1, features)
-    return lambda x: np.cos(x @ w.T + b) @ a
-
-
-def _on_training_marginal(raw_train: np.ndarray, raw_other: np.ndarray) -> np.ndarray:
-    """Map values through the training labels' rank transform (linear interpolation of its empirical CDF)."""
-    order = np.sort(raw_train)
-    u = rank_to_uniform(order)
-    return np.interp(raw_other, order, u)
-
-
 class Surrogate:
     """Route 2 (see the module docstring). domain, response : as for iterated learning. algorithm1 : the
     ``{"search": …, "meta": …}`` settings Algorithm 1 runs with on the fitted surrogate."""
@@ -183,10 +169,10 @@ class Surrogate:
 
     def _candidate(self, k: int, c: int, train_x: np.ndarray, probe_x: np.ndarray):
         s = self.settings
-        f = _random_labelling(streams.numpy_rng(self.seed, "animal surrogate labelling", k, c), self.domain.dim,
+        f = random_labelling(streams.numpy_rng(self.seed, "animal surrogate labelling", k, c), self.domain.dim,
                               s.labelling_scale, s.features)
         raw_train = f(train_x)
-        return rank_to_uniform(raw_train), _on_training_marginal(raw_train, f(probe_x))
+        return rank_to_uniform(raw_train), on_training_marginal(raw_train, f(probe_x))
 
     def plan(self, log: list[SessionRecord], budget_left: int | None = None) -> SessionPlan | None:
         s = self.settings

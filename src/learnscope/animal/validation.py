@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 from learnscope import rng as streams
-from learnscope.animal.iterated import rank_to_uniform
+from learnscope.animal.labellings import on_training_marginal, random_labelling, rank_to_uniform
 from learnscope.animal.responses import ResponseModel
 from learnscope.animal.session import SessionPlan, SessionRecord
-from learnscope.animal.surrogate import _on_training_marginal, _random_labelling
 from learnscope.validation import check_keys, check_scalar
 
 ROUTE = "validation"
@@ -79,7 +78,7 @@ class Validation:
 
     def _functions(self, pair: int):
         s = self.settings
-        control = _random_labelling(streams.numpy_rng(self.seed, "animal validation control", pair),
+        control = random_labelling(streams.numpy_rng(self.seed, "animal validation control", pair),
                                     self.domain.dim, s.labelling_scale, s.features)
         return self.f1, control
 
@@ -98,7 +97,7 @@ class Validation:
                            extra={"pair": pair, "labelling": ("f1", "control")[which]})
 
     def _error(self, record: SessionRecord, f) -> float:
-        target = _on_training_marginal(f(record.plan.train_x), f(record.plan.probe_x))
+        target = on_training_marginal(f(record.plan.train_x), f(record.plan.probe_x))
         return float(np.mean((self.response.labels(record.responses) - target) ** 2))
 
     def estimate(self, log: list[SessionRecord]) -> ValidationResult:
