@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from learnscope.animal.es import ESSettings, EvolutionStrategies
+from learnscope.animal.labellings import on_training_marginal
 from learnscope.animal.loop import run_in_process
 from learnscope.animal.responses import Graded
 from learnscope.animal.session import SessionRecord
 from learnscope.animal.simulated import SimulatedAnimal, TrialBudget
-from learnscope.animal.surrogate import _on_training_marginal
 from learnscope.animal.validation import Validation, ValidationSettings
 from learnscope.domains import Sphere
 from learnscope.learners.kernels import KernelRidge
@@ -134,7 +134,7 @@ def test_the_validation_interval_covers_a_known_mse_ratio():
         errs = []
         while (plan := v.plan(log)) is not None:
             f = v.f1 if plan.extra["labelling"] == "f1" else v._functions(plan.extra["pair"])[1]
-            target = _on_training_marginal(f(plan.train_x), f(plan.probe_x))
+            target = on_training_marginal(f(plan.train_x), f(plan.probe_x))
             s = s_f1 if plan.extra["labelling"] == "f1" else s_control
             r = target + s * rng.standard_normal(len(target))
             errs.append(np.mean((r - target) ** 2))
