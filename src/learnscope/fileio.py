@@ -152,6 +152,35 @@ def check_output_dir(out: Path, force: bool) -> None:
     check_writable(parent)
 
 
+def check_output_file(out: str | Path, example: str, protect: dict[str, str | Path] | None = None) -> None:
+    """Refuse, before any work, an ``--out`` file path that cannot be written.
+
+    ``example`` names a file for the message when ``out`` is a directory; ``protect`` maps a description
+    (``"recordings"``) to an input file that ``out`` must not be. Raises :class:`ConfigError` (exit 2) for a
+    directory, a missing parent directory, a path below a file or an input file; ``OSError`` (exit 1) for an
+    unwritable directory. Whether an existing file may be replaced is the caller's rule.
+    """
+    from learnscope.errors import ConfigError
+
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {shown(out)} is a directory; name the file to write, e.g. {shown(out / example)}")
+    parent = out.parent
+    if not parent.exists():
+        anc = existing_ancestor(out)
+        if not anc.is_dir():
+            raise ConfigError(f"--out {shown(out)}: {shown(anc)} is a file, not a directory")
+        raise ConfigError(f"--out {shown(out)}: the directory {shown(parent)} does not exist; create it first or "
+                          "choose another --out")
+    if not parent.is_dir():
+        raise ConfigError(f"--out {shown(out)}: {shown(parent)} is a file, not a directory")
+    if out.exists():
+        for what, path in (protect or {}).items():
+            if Path(path).exists() and os.path.samefile(out, path):
+                raise ConfigError(f"--out {shown(out)} is the {what} file; choose another --out")
+    check_writable(parent)
+
+
 def existing_ancestor(path: Path) -> Path:
     """The nearest ancestor of ``path`` that exists."""
     parent = Path(path).parent

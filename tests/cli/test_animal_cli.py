@@ -192,3 +192,13 @@ def test_simulate_compares_with_algorithm1_on_the_hidden_learner(tmp_path):
                                                      "rotation_invariant": bool(saved["rotation_invariant"])})
     assert status["agreement_with_white_box_f1"]["iterated"] == pytest.approx(again["iterated"], abs=1e-12)
     assert bool(saved["rotation_invariant"])
+
+
+def test_a_sheet_path_that_cannot_be_written_and_a_folder_of_responses_are_bad_input(planned, tmp_path):
+    _, exp = planned
+    (tmp_path / "afile").write_text("x")
+    before = tree(exp)
+    for out in (tmp_path / "nodir" / "s.csv", tmp_path / "afile" / "s.csv", tmp_path):
+        assert_error(invoke(["animal", "plan", exp, "--out", out]), EXIT_BAD_INPUT)
+    assert_error(invoke(["animal", "record", exp, tmp_path]), EXIT_BAD_INPUT, "is a folder")
+    assert tree(exp) == before

@@ -148,6 +148,8 @@ def read_responses(path: Path, plan: SessionPlan, recorded: int, response_model)
     non-finite responses, choices other than 0/1 for a binary response model.
     """
     where = shown(path)
+    if Path(path).is_dir():
+        raise ConfigError(f"{where} is a folder; give the response file (CSV) of session {plan.index}")
     try:
         df = pd.read_csv(path)
     except FileNotFoundError:

@@ -39,11 +39,11 @@ def new(
 
 
 def _check_sheet_out(out: Path, force: bool) -> None:
+    """An existing file is replaced only with --force and only if it is a session sheet learnscope wrote."""
     from learnscope.errors import StoreError
-    from learnscope.fileio import shown
+    from learnscope.fileio import check_output_file, shown
 
-    if out.is_dir():
-        raise StoreError(f"{shown(out)} is a folder; give the session sheet's file name (session_007.csv)")
+    check_output_file(out, "session_007.csv")
     if out.exists():
         if not force:
             raise StoreError(f"{shown(out)} exists; use --force to replace a session sheet learnscope wrote")

@@ -11,8 +11,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from learnscope.errors import ConfigError, StoreError
-from learnscope.fileio import atomic_save, check_writable, existing_ancestor, shown
+from learnscope.errors import StoreError
+from learnscope.fileio import atomic_save, check_output_file, check_writable, existing_ancestor, shown
 
 MODEL_FORMAT = 1
 UNBALANCED_RATIO = 3.0
@@ -85,30 +85,9 @@ def check_model_out(out: str | Path, force: bool = False) -> None:
 
 
 def check_table_out(out: str | Path, protect: dict[str, str | Path] | None = None) -> None:
-    """Refuse, before any work, an ``--out`` CSV path that ``predict`` may not write.
-
-    ``protect`` maps a description (``"recordings"``) to an input file that ``out`` must not be. Raises
-    :class:`ConfigError` (exit 2) for a directory, a missing parent directory, a path below a file or an input
-    file; ``OSError`` (exit 1) for an unwritable directory. An existing output file is replaced (atomically).
-    """
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {shown(out)} is a directory; name the CSV file to write, e.g. "
-                          f"{shown(out / 'probabilities.csv')}")
-    parent = out.parent
-    if not parent.exists():
-        anc = existing_ancestor(out)
-        if not anc.is_dir():
-            raise ConfigError(f"--out {shown(out)}: {shown(anc)} is a file, not a directory")
-        raise ConfigError(f"--out {shown(out)}: the directory {shown(parent)} does not exist; create it first or "
-                          "choose another --out")
-    if not parent.is_dir():
-        raise ConfigError(f"--out {shown(out)}: {shown(parent)} is a file, not a directory")
-    if out.exists():
-        for what, path in (protect or {}).items():
-            if Path(path).exists() and os.path.samefile(out, path):
-                raise ConfigError(f"--out {shown(out)} is the {what} file; choose another --out")
-    check_writable(parent)
+    """Refuse, before any work, an ``--out`` CSV path that ``predict`` may not write
+    (:func:`learnscope.fileio.check_output_file`); an existing output file is replaced (atomically)."""
+    check_output_file(out, "probabilities.csv", protect)
 
 
 def _save_atomically(path: Path, save: Callable[[Path], object]) -> None:
