@@ -94,10 +94,6 @@ class IteratedEstimate:
     warnings: list[str] = field(default_factory=list)
     history: list[tuple[int, Smoothed]] = field(default_factory=list)
 
-    @property
-    def trials_so_far(self) -> int:
-        return self.trials
-
     def to_dict(self) -> dict:
         return {"route": ROUTE, "generations": self.generations, "trials": self.trials,
                 "converged": self.converged, "successive_correlation": self.successive,

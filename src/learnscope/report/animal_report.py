@@ -18,7 +18,7 @@ ROUTE_NAMES = {"iterated": "iterated learning", "surrogate": "surrogate", "es": 
 def route_curves(name: str, estimate, max_points: int = 40) -> list[tuple[int, object]]:
     """(trials so far, f1 estimate as a callable) along a route's history, at most ``max_points`` of them."""
     if name == "es":
-        pts = [(t, estimate_labelling(estimate, theta)) for t, theta in estimate.history]
+        pts = [(t, estimate.labelling(theta)) for t, theta in estimate.history]
     elif name == "iterated":
         pts = list(estimate.history)
         if estimate.f1 is not None:
@@ -29,10 +29,6 @@ def route_curves(name: str, estimate, max_points: int = 40) -> list[tuple[int, o
         keep = np.unique(np.linspace(0, len(pts) - 1, max_points).round().astype(int))
         pts = [pts[i] for i in keep]
     return pts
-
-
-def estimate_labelling(estimate, theta):
-    return estimate.labelling(theta)
 
 
 def _energies(domain, fn) -> np.ndarray | None:
