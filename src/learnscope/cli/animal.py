@@ -61,18 +61,17 @@ def plan(
 ) -> None:
     """Write the next session's stimuli, training labels and probe list for the lab."""
     from learnscope.animal.log import load_experiment, write_plan_sheet
-    from learnscope.animal.status import experiment_status
+    from learnscope.animal.status import next_plan
     from learnscope.fileio import shown
 
     cfg, log = load_experiment(experiment)
-    st = experiment_status(cfg, log)
-    if st.next is None:
+    _check_sheet_out(out, force)
+    p = next_plan(cfg, cfg.make_route(), log)  # the plan only: the estimate (Algorithm 1 for a surrogate) is status'
+    if p is None:
         typer.echo("no session to plan: the route has finished or the budget is spent — see "
                    f"`learnscope animal status {shown(experiment)}`")
         return
-    _check_sheet_out(out, force)
-    write_plan_sheet(st.next, out)
-    p = st.next
+    write_plan_sheet(p, out)
     typer.echo(f"session {p.index}: {p.train_x.shape[0]} training stimuli, {p.probe_x.shape[0]} probes × "
                f"{p.repeats} = {p.trials} trials; wrote {shown(out)}. Return a CSV with columns "
                "session,item,repeat,response and run `learnscope animal record`.")
@@ -87,17 +86,22 @@ def record(
     """Validate a response file against the planned session and append it to the session log."""
     from learnscope.animal.log import append_session, load_experiment, read_responses
     from learnscope.animal.session import SessionRecord
-    from learnscope.animal.status import experiment_status, format_status
+    from learnscope.animal.status import next_plan, trials_used
     from learnscope.errors import ConfigError
+    from learnscope.fileio import shown
 
     cfg, log = load_experiment(experiment)
-    st = experiment_status(cfg, log)
-    if st.next is None:
+    route = cfg.make_route()
+    planned = next_plan(cfg, route, log)
+    if planned is None:
         raise ConfigError("no session is planned: the route has finished or the budget is spent")
-    values = read_responses(responses, st.next, len(log), cfg.response)
-    log = append_session(experiment, log, SessionRecord(st.next, values))
-    typer.echo(f"recorded session {st.next.index}")
-    typer.echo(format_status(experiment_status(cfg, log)))
+    values = read_responses(responses, planned, len(log), cfg.response)
+    log = append_session(experiment, log, SessionRecord(planned, values))
+    following = next_plan(cfg, route, log)
+    after = "none (the route has finished or the budget is spent)" if following is None else (
+        f"session {following.index} ({following.trials} trials)")
+    typer.echo(f"recorded session {planned.index}: {trials_used(log)} of {cfg.budget} trials used; next: {after}. "
+               f"The estimate so far: `learnscope animal status {shown(experiment)}`")
 
 
 def _write_status(folder: Path, st, truth: dict | None = None) -> list[str]:
