@@ -50,7 +50,8 @@ def _stage_line(name: str, e) -> str:
         if not e.generations:
             return "iterated learning: no generation yet"
         succ = ", ".join(f"{c:.2f}" for c in e.successive[-4:]) or "–"
-        return (f"iterated learning: {e.generations} generations, {e.trials} trials; successive-generation "
+        return (f"iterated learning: {e.generations} generation{'s' if e.generations != 1 else ''}, {e.trials} "
+                f"trials; successive-generation "
                 f"correlation {succ}; noise amplification E0 ≈ {e.noise_amplification:.2f}")
     if name == "surrogate":
         agree = "–" if e.ensemble_agreement is None else f"{e.ensemble_agreement:.2f}"

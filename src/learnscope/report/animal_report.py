@@ -21,7 +21,7 @@ def route_curves(name: str, estimate, max_points: int = 40) -> list[tuple[int, o
         pts = [(t, estimate.labelling(theta)) for t, theta in estimate.history]
     elif name == "iterated":
         pts = list(estimate.history)
-        if estimate.f1 is not None:
+        if estimate.f1 is not None and (not pts or estimate.trials > pts[-1][0]):  # the read-out, after the chain
             pts.append((estimate.trials, estimate.f1))
     else:
         pts = [] if estimate.f1 is None else [(estimate.trials, estimate.f1)]
@@ -72,7 +72,10 @@ def _progress_figure(st, route, truth, path: Path) -> Path | None:
     ax.set_ylim(0, 1.02)
     if any(name == "es" for name in curves) and max(t for v in curves.values() for t, _ in v) > 5000:
         ax.set_xscale("log")
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "needs two generations", transform=ax.transAxes, ha="center", va="center", color="0.4")
     if has_energy:
         for j, (name, pts) in enumerate(energies.items(), start=1):
             ax = axes[0, j]
@@ -96,7 +99,8 @@ def _stage_rows(st) -> list[list]:
     rows = []
     for name, e in st.estimate.stages.items():
         if name == "iterated":
-            detail = (f"{e.generations} generations; E0 ≈ {e.noise_amplification:.2f}" if e.generations else "–")
+            detail = (f"{e.generations} generation{'s' if e.generations != 1 else ''}; E0 ≈ "
+                      f"{e.noise_amplification:.2f}" if e.generations else "–")
         elif name == "surrogate":
             agree = "–" if e.ensemble_agreement is None else f"{e.ensemble_agreement:.2f}"
             detail = f"{e.sessions} sessions; ensemble agreement on f1 {agree}"
