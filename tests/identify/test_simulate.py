@@ -420,6 +420,27 @@ def test_a_network_another_process_is_training_is_waited_for_and_never_trained_t
     _assert_same_store(out, tmp_path / "clean")
 
 
+def test_networks_committed_by_another_process_while_the_plan_is_checked_are_not_trained_again(tmp_path,
+                                                                                             monkeypatch):
+    """The race CI hit: B scans a young store, and while B checks the grid (check_feasible) A commits every
+    network. B must see them as 'elsewhere' rather than train them a second time."""
+    _, grid = _tiny(tmp_path)
+    out = tmp_path / "s"
+    Store.create(out, grid)
+    real = simulate_module.check_feasible
+
+    def another_process_finishes_meanwhile(g):
+        real(g)
+        monkeypatch.setattr(simulate_module, "check_feasible", real)
+        assert simulate(grid, out, backend="sequential", progress=False)["ok"] == 4
+
+    monkeypatch.setattr(simulate_module, "check_feasible", another_process_finishes_meanwhile)
+    counts = prepare(grid, out, backend="sequential").run(progress=False)
+    assert (counts["ok"], counts["elsewhere"]) == (0, 4), counts
+    simulate(grid, tmp_path / "clean", backend="sequential", progress=False)
+    _assert_same_store(out, tmp_path / "clean")
+
+
 def test_a_network_whose_holder_dies_without_committing_is_trained_by_the_waiting_run(tmp_path):
     _, grid = _tiny(tmp_path)
     out = tmp_path / "s"

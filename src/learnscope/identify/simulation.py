@@ -387,6 +387,10 @@ def prepare(grid: dict, out: Path, *, backend: str = "loky", retry_failed: bool 
         check_feasible(grid)
         return Plan(Store.create(out, grid), grid, specs, list(specs), backend, stamps={})
     store = Store.create(out, grid)
+    # Stamps first, scan second: a network another process commits after this line no longer matches its stamp,
+    # so it is skipped as 'elsewhere' however long the checks below take (taken after the scan, a commit landing
+    # during check_feasible would carry the stamp and be trained a second time).
+    stamps = {s["network_id"]: store.stamp(s["network_id"]) for s in specs}
     scan = store.scan()
     repaired: list[Damage] = []
     if scan.damages:
@@ -397,12 +401,13 @@ def prepare(grid: dict, out: Path, *, backend: str = "loky", retry_failed: bool 
         if left:
             raise StoreError(f"cannot repair {len(left)} network(s) now, another process holds them: "
                              f"{', '.join(d.network_id for d in left[:5])}; rerun when it has finished")
+    removed = {d.network_id for d in repaired}
     statuses = scan.statuses
     retry = {nid for nid, st in statuses.items() if st == "failed"} if retry_failed else set()
     pending = [s for s in specs if s["network_id"] not in statuses or s["network_id"] in retry]
     if pending:
         check_feasible(grid)
-    stamps = {s["network_id"]: store.stamp(s["network_id"]) for s in pending}
+    stamps = {s["network_id"]: None if s["network_id"] in removed else stamps[s["network_id"]] for s in pending}
     retried = sum(s["network_id"] in retry for s in pending)
     return Plan(store, grid, specs, pending, backend, stamps=stamps, repaired=repaired, retried=retried)
 
