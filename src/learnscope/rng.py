@@ -32,6 +32,8 @@ __all__ = [
     "FEW_SHOT_LEARNER",
     "FEW_SHOT_TASKS",
     "GRADAVG_OUTPUT_OFFSET_OF_ORIGINAL_CODE",
+    "IDENTIFY_EVALUATION_VIEWS",
+    "IDENTIFY_TRAINING_VIEWS",
     "META_DATA",
     "META_ES_PERTURBATION",
     "META_INIT",
@@ -68,6 +70,10 @@ FEW_SHOT_TASKS = "few_shot_tasks"
 #: The perturbations of ``search.meta_gradient = "es"`` (antithetic evolution strategies), per seed and step.
 META_ES_PERTURBATION = "meta es perturbation"
 FEW_SHOT_LEARNER = "few_shot_learner"
+#: The augmented views of a contrastive network's minibatches (identify simulate), per network seed.
+IDENTIFY_TRAINING_VIEWS = "identify training views"
+#: The fixed views on which every contrastive network of a task is evaluated (one set per task and split).
+IDENTIFY_EVALUATION_VIEWS = "identify evaluation views"
 #: Integer code 1 of the first release's ``default_rng([seed, 1])``: the generic zonal centres of
 #: ``bias.measures.harmonic_energy`` and the random balanced labellings of ``bias.measures.split_control_errors``.
 ZONAL_CENTRES = 1

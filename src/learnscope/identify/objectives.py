@@ -35,7 +35,9 @@ from torch import Tensor
 
 from learnscope.circuits.base import group_layers
 from learnscope.circuits.mlp import MLP
+from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.identify.augment import VIEWS
 from learnscope.plasticity.rules import LossFn, cross_entropy_loss, mse_loss
 from learnscope.validation import check_positive_int, check_scalar
 
@@ -46,7 +48,10 @@ __all__ = [
     "autoencoder_mlp",
     "contrastive_mlp",
     "explained_variance",
+    "check_task_entry",
     "head_groups",
+    "split_task_entry",
+    "task_objective",
     "linear_probe_accuracy",
     "nt_xent_loss",
     "objective_loss",
@@ -66,6 +71,53 @@ DEFAULT_PROJECTION = 128
 
 regression_loss: LossFn = mse_loss
 """The regression objective's loss: :func:`~learnscope.plasticity.rules.mse_loss` itself (teacher targets)."""
+
+
+#: The objective of a bare task name (its kind): every dataset task is a classification but the teacher regression.
+_KIND_OBJECTIVE = {"teacher_regression": "regression"}
+
+
+def split_task_entry(entry: str) -> tuple[str, str]:
+    """``(dataset task, objective)`` of a grid task entry: ``"digits:contrastive"`` → ``("digits", "contrastive")``;
+    a bare name is its kind (``"digits"`` → classification, ``"teacher_regression"`` → regression).
+
+    Only checks the syntax and the objective's name; :func:`learnscope.identify.grid.parse_grid` checks the dataset
+    name and whether the pair makes sense (a classification of a regression task, views of a task without any)."""
+    if not isinstance(entry, str):
+        raise ConfigError(f"a task entry must be a string such as 'digits' or 'digits:contrastive', got {entry!r}")
+    dataset, sep, objective = entry.partition(":")
+    if not sep:
+        return entry, _KIND_OBJECTIVE.get(entry, "classification")
+    if objective not in OBJECTIVES:
+        raise UnknownNameError("objective", objective, OBJECTIVES)
+    return dataset, objective
+
+
+def check_task_entry(entry: object) -> tuple[str, str]:
+    """``(dataset, objective)`` of a grid task entry, or a one-line error saying what to change.
+
+    Refuses unknown datasets and objectives, a classification of the regression task, a regression of anything
+    but the teacher regression task, and contrastive learning of a task without views (:data:`VIEWS`)."""
+    dataset, objective = split_task_entry(entry)
+    if dataset not in TASKS:
+        raise UnknownNameError("task", dataset, TASKS)
+    if objective == "regression" and dataset != "teacher_regression":
+        raise ConfigError(f"task {entry!r}: only 'teacher_regression' has regression targets; use "
+                          f"'{dataset}' (classification) or another objective ({', '.join(OBJECTIVES)})")
+    if objective == "classification" and dataset == "teacher_regression":
+        raise ConfigError(f"task {entry!r}: 'teacher_regression' has no classes; use 'teacher_regression' "
+                          "(regression) or 'teacher_classification'")
+    if objective == "contrastive" and dataset not in VIEWS:
+        raise ConfigError(f"task {entry!r}: contrastive learning needs augmented views, which exist for "
+                          f"{', '.join(VIEWS)} only (shifts of an image or signal); use one of them")
+    return dataset, objective
+
+
+def task_objective(entry: str) -> str:
+    """The objective of a task entry as stored (``"digits"`` → classification, ``"digits:contrastive"`` →
+    contrastive): what readers of stores written before the ``objective`` column use."""
+    return split_task_entry(entry)[1]
+
 
 
 # ---------------------------------------------------------------- contrastive
