@@ -362,9 +362,13 @@ def test_run_all_returns_every_analysis_and_writes_nothing(full_run):
     res = full_run.res
     assert full_run.after == full_run.before  # not a file more, in the store or beside it
     assert list(res) == ["settings", "dataset", *tables.ANALYSES, "skipped", "timing"]
-    for key in tables.ANALYSES:
+    # one objective, no unit-count conditions, identical (flat) performance curves
+    for key in set(tables.ANALYSES) - {"objective_tables", "unit_count_curve", "performance_matched"}:
         assert "skipped" not in res[key]
-    assert set(res["skipped"]) == {"heldout.architecture", "heldout.task"}  # one architecture, one task
+    # one architecture, task and objective; one batch size and one learning rate
+    assert set(res["skipped"]) == {"heldout.architecture", "heldout.task", "heldout.objective", "objective_tables",
+                                   "unit_count_curve", "heldout_hyperparameters.batch_size",
+                                   "heldout_hyperparameters.lr", "performance_matched"}
     assert res["dataset"]["networks_per_rule"] == dict.fromkeys(RULES, 8)
     assert res["dataset"]["source"] == "store"  # as named from the current directory, not the absolute path
     assert res["settings"]["curve_classifiers"] == ["svm"]
@@ -537,7 +541,7 @@ def stub_figures(monkeypatch, tmp_path):
     stub = tmp_path / "stub.png"
     plt.imsave(stub, np.zeros((1, 1)))
     for name in ("main_bars", "confusion", "noise_figure", "subsampling_figure", "temporal_figure",
-                 "heldout_figure", "importance_figure", "performance_figure"):
+                 "heldout_figure", "importance_figure", "performance_figure", "unit_count_figure"):
         monkeypatch.setattr(report, name, lambda *args, **kwargs: stub)
 
 

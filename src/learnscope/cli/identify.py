@@ -259,7 +259,10 @@ def classify_cmd(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar over model fits."),
 ) -> None:
-    """Every analysis of the paper on a store: main table, noise, subsampling, temporal, held-out, importances.
+    """Every analysis of the paper on a store: main table, noise, subsampling, temporal, held-out, importances;
+    and on a store with the variety of tier 2: per-objective tables, held-out objective and hyperparameters, the
+    recorded-unit count curve and the performance-matched control (each skipped, with its reason, where the store
+    cannot support it).
 
     Reported numbers use network-grouped splits (all layers of a network on one side); the original row-level
     splits are reported beside them for the "all" class so the leakage gap is visible. Before fitting, it prints
@@ -296,13 +299,16 @@ def write_classify_run(store: Path, stage: Path, *, classifiers: tuple[str, ...]
     plan = plan_all(store, classifiers=classifiers, grid=grid, n_splits=n_splits, seed=seed)
     s, d = plan.settings, plan.dataset
     typer.echo(f"{shown(store)}: {d['n_networks']} networks, {len(d['rules'])} rules, {len(d['tasks'])} "
-               f"task(s), {len(d['architectures'])} architecture(s), {len(d['conditions'])} condition(s)")
+               f"task(s), {len(d['objectives'])} objective(s), {len(d['architectures'])} architecture(s), "
+               f"{len(d['conditions'])} condition(s)")
     per = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in plan.fits_per_analysis.items() if v)
     typer.echo(f"plan: {plan.n_fits} model fits ({s['n_splits']} network-grouped outer splits for each "
                f"classifier × dataset; grid '{s['grid']}')")
     typer.echo(f"  per analysis (a fit shared by several counted once): {per}")
-    typer.echo(f"  classifiers: {', '.join(s['classifiers'])} (main table, held-out, performance baseline); "
-               f"{', '.join(s['curve_classifiers'])} (noise, subsampling, temporal curves); "
+    typer.echo(f"  classifiers: {', '.join(s['classifiers'])} (main table, per-objective tables, held-out "
+               "architecture / task / objective and hyperparameters, performance baseline); "
+               f"{', '.join(s['curve_classifiers'])} (noise, subsampling, unit-count and temporal curves, "
+               "performance-matched control); "
                f"{s['importance_classifier']} (importances)")
     est = plan.estimate_seconds()
     typer.echo(f"  estimated time: about {f'{est / 60:.0f} min' if est >= 90 else f'{max(est, 1):.0f} s'} "

@@ -1,6 +1,6 @@
 """Every analysis a store supports, as ``learnscope identify classify`` runs them: plan first, then fit.
 
-:func:`plan_all` checks the settings and the store and plans the seven analyses of
+:func:`plan_all` checks the settings and the store and plans the analyses of
 :mod:`learnscope.identify.analyses` without fitting anything, so a caller can say up front how many fits it will
 run (:attr:`ClassifyPlan.n_fits`) and about how long they will take (:meth:`ClassifyPlan.estimate_seconds`);
 :meth:`ClassifyPlan.run` fits them, each fit shared by several analyses once, and returns the tables.
@@ -18,7 +18,7 @@ from typing import Any
 
 from learnscope.identify.analyses import DEFAULT_KS, DEFAULT_MS, Source, plan_analyses
 from learnscope.identify.classifiers import estimator_input
-from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, load_frames
+from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, load_frames, network_objectives
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE
 from learnscope.identify.runner import Plan, Runner, check_classifiers, check_settings
 from learnscope.identify.tables import ClassifyResults, DatasetSummary, Settings
@@ -38,9 +38,27 @@ def _summary(frames: Frames) -> DatasetSummary:
         "rules": [str(r) for r in ds.classes],
         "networks_per_rule": {str(k): int(v) for k, v in ds.meta.groupby("rule")["network_id"].nunique().items()},
         "tasks": sorted(map(str, ds.meta["task"].unique())),
+        "objectives": sorted(set(network_objectives(frames)[str(n)] for n in ds.meta["network_id"].unique())),
         "architectures": sorted(map(str, ds.meta["architecture"].unique())),
         "conditions": frames.conditions, "unspecified_conditions": frames.unspecified,
     }
+
+
+def unavailable_parts(name: str, table: dict) -> dict[str, str]:
+    """``{name: reason}`` for a skipped analysis, plus ``{"name.part": reason}`` for each part of it that is
+    unavailable (a value ``{"available": False, "reason": …}``, directly or one level down in a dict such as
+    ``per_objective``, or an entry of a list of parts naming its ``objective``)."""
+    out = {name: table["skipped"]} if "skipped" in table else {}
+    for part, value in table.items():
+        if isinstance(value, dict) and value.get("available") is False:
+            out[f"{name}.{part}"] = value["reason"]
+        elif isinstance(value, dict):
+            out |= {f"{name}.{part}.{k}": v["reason"] for k, v in value.items()
+                    if isinstance(v, dict) and v.get("available") is False}
+        elif isinstance(value, list):
+            out |= {f"{name}.{part}.{v['objective']}": v["reason"] for v in value
+                    if isinstance(v, dict) and v.get("available") is False and "objective" in v}
+    return out
 
 
 @dataclass
@@ -93,11 +111,7 @@ class ClassifyPlan:
                 res = plan.finish(self.runner)
                 timings[name] = time.perf_counter() - t0
                 results[name] = res
-                if "skipped" in res:
-                    skipped[name] = res["skipped"]
-                for part in ("absolute", "relative", "architecture", "task"):
-                    if isinstance(res.get(part), dict) and res[part].get("available") is False:
-                        skipped[f"{name}.{part}"] = res[part]["reason"]
+                skipped |= unavailable_parts(name, res)
         finally:
             bar.close()
             self.runner.progress = None
@@ -136,16 +150,18 @@ def run_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str
     """Every analysis the store supports; returns their tables (:class:`~learnscope.identify.tables.
     ClassifyResults`) and writes nothing.
 
-    ``classifiers`` are used for the main table, held-out generalisation and the performance baseline;
-    ``curve_classifiers`` (default: ``("rf",)`` if rf is among ``classifiers``, else the first) for the noise,
-    subsampling and temporal curves; importances use the first curve classifier on flattened features (else rf).
+    ``classifiers`` are used for the main and per-objective tables, held-out generalisation (architecture, task,
+    objective, hyperparameters) and the performance baseline; ``curve_classifiers`` (default: ``("rf",)`` if rf
+    is among ``classifiers``, else the first) for the noise, subsampling, unit-count and temporal curves and the
+    performance-matched control; importances use the first curve classifier on flattened features (else rf).
     Identical fits shared by several analyses run once. A tqdm bar counts outer-split fits (``progress=False``
-    hides it). Analyses the store cannot support (no noise / subsampling conditions, a single task or
-    architecture) are listed under ``"skipped"`` with the reason. Same settings and store → the same numbers.
+    hides it). Analyses the store cannot support (no noise / subsampling / unit-count conditions, a single task,
+    architecture or objective, no spread of batch sizes or learning rates, no performance curves) are listed
+    under ``"skipped"`` with the reason (:func:`unavailable_parts`). Same settings and store → the same numbers.
     """
     plan = plan_all(store, classifiers, grid, n_splits, seed, curve_classifiers=curve_classifiers,
                     n_repeats=n_repeats, ks=ks, ms=ms)
     return plan.run(progress)
 
 
-__all__ = ["ClassifyPlan", "plan_all", "run_all"]
+__all__ = ["ClassifyPlan", "plan_all", "run_all", "unavailable_parts"]

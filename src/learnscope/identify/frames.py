@@ -5,13 +5,20 @@
 
 Conditions are classified from the store's condition table (``store.json``): *clean* has ``sigma == 0`` and
 ``frac is None``; *absolute / relative noise* have ``sigma > 0``, ``frac is None`` and that ``noise_mode``;
-*subsampling* has ``frac`` set and ``sigma == 0``. Curve conditions must share the clean condition's
+*subsampling* has ``frac`` set and ``sigma == 0``; *unit counts* (:func:`unit_conditions`) have an absolute
+``units`` count, ``sigma == 0`` and no activity model. Curve conditions must share the clean condition's
 ``gradavg_mode`` and ``weight_norm_mode`` (other conditions are ignored).
+
+Views (:meth:`Frames.add_view`): a dataset derived from another, asked for as ``"<obs_class>@<view>"`` (e.g. the
+networks of one objective, or the features at performance-matched checkpoints), so that the fit engine
+(:mod:`learnscope.identify.runner`) caches and counts their fits like any other. The per-network facts the
+analyses of issue 14 need are here too: :func:`network_objectives` (the ``objective`` column, or derived from
+the task for stores written before it), :func:`dataset_part` and :func:`performance_curves`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,11 +29,15 @@ from learnscope.errors import ConfigError, StoreError
 from learnscope.fileio import shown
 from learnscope.identify.classifiers import grid_size, make_classifier
 from learnscope.identify.dataset import META_COLUMNS, TrajectoryDataset
+from learnscope.identify.objectives import split_task_entry
 from learnscope.identify.observables import ADMISSIBLE_OBS, Condition, is_original_model
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE
 from learnscope.identify.store import Store
 
 _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
+VIEW_SEPARATOR = "@"
+"""``"all@objective=contrastive"``: the view ``objective=contrastive`` of the ``all`` dataset."""
+View = Callable[[TrajectoryDataset], TrajectoryDataset]
 
 
 @dataclass
@@ -44,6 +55,7 @@ class Frames:
     conditions: list[dict] | None = None
     source: str | None = None
     _datasets: dict = field(default_factory=dict, repr=False)
+    _views: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.observations is None or len(self.observations) == 0:
@@ -64,12 +76,28 @@ class Frames:
         self.conditions = resolved
         self.unspecified = [n for n in present if n not in {c["name"] for c in resolved}]
 
+    def add_view(self, name: str, view: View) -> str:
+        """Register ``view`` (a function of a dataset returning a derived one: rows kept, ``meta`` relabelled,
+        features rebuilt) under ``name``; ``dataset(c, f"{obs_class}@{name}")`` is then ``view(dataset(c,
+        obs_class))``, cached. A name stands for one view for the life of these frames: registering it again is a
+        no-op, so a name must encode every parameter of its view. Returns the name."""
+        if VIEW_SEPARATOR in name:
+            raise ConfigError(f"a view name cannot contain {VIEW_SEPARATOR!r}: {name!r}")
+        self._views.setdefault(name, view)
+        return name
+
     def dataset(self, condition: str, obs_class: str) -> TrajectoryDataset:
         """The :class:`TrajectoryDataset` of ``condition`` and ``obs_class`` (``"performance"``: the loss /
-        accuracy curves of :meth:`TrajectoryDataset.performance_only`), cached."""
+        accuracy curves of :meth:`TrajectoryDataset.performance_only`; ``"<obs_class>@<view>"``: a registered
+        view of it, :meth:`add_view`), cached."""
         key = (condition, obs_class)
         if key not in self._datasets:
-            if obs_class == "performance":
+            base, sep, view = obs_class.partition(VIEW_SEPARATOR)
+            if sep:
+                if view not in self._views:
+                    raise ConfigError(f"unknown dataset view {view!r}; known: {sorted(self._views)}")
+                ds = self._views[view](self.dataset(condition, base))
+            elif obs_class == "performance":
                 ds = self.dataset(condition, "all").performance_only()
             else:
                 ds = TrajectoryDataset.from_frames(self.observations, self.networks, condition, obs_class)
@@ -160,4 +188,84 @@ def check_enough_networks(frames: Frames, classifiers: Sequence[str], grid: str)
     return {r: int(n) for r, n in per_rule.items()}
 
 
-__all__ = ["Frames", "check_enough_networks", "clean_condition", "curve_conditions", "load_frames"]
+def unit_conditions(frames: Frames) -> list[dict]:
+    """The conditions of the recorded-unit count curve, sorted by ``units``: an absolute ``units`` count, no noise,
+    no ``frac``, the same units in every session (``matched``), the rate model, every probe, no jitter, and the
+    clean condition's gradavg / weight-norm modes. ``observables`` may be ``"all"`` or ``"act"`` (then the weight
+    curve has no point there). One condition per count: the first of a repeated count is kept."""
+    ref = clean_condition(frames)
+    out: dict[int, dict] = {}
+    for c in frames.conditions:
+        if (c.get("units") is not None and c["frac"] is None and float(c["sigma"]) == 0.0 and c["matched"]
+                and c["activity_model"] == "rate" and c["probes"] is None and float(c["jitter"]) == 0.0
+                and c["gradavg_mode"] == ref["gradavg_mode"] and c["weight_norm_mode"] == ref["weight_norm_mode"]):
+            out.setdefault(int(c["units"]), c)
+    return [out[k] for k in sorted(out)]
+
+
+def objective_of(task: str) -> str:
+    """The objective of a stored task entry (``"digits:contrastive"`` → ``"contrastive"``; a bare name is its
+    kind: ``"teacher_regression"`` → ``"regression"``, others ``"classification"``), for stores written before
+    the ``objective`` column."""
+    return split_task_entry(str(task))[1]
+
+
+def dataset_part(task: str) -> str:
+    """The dataset of a stored task entry, the part before ``":"`` (``"digits:contrastive"`` → ``"digits"``)."""
+    return str(task).partition(":")[0]
+
+
+def network_objectives(frames: Frames) -> dict[str, str]:
+    """``network_id → objective`` for every network of ``frames.networks``: its ``objective`` column where the
+    store has one (a missing value is derived), else :func:`objective_of` its task (the networks table's, else
+    the observations')."""
+    nets = frames.networks.drop_duplicates("network_id")
+    if "task" in nets:
+        tasks = dict(zip(nets["network_id"].astype(str), nets["task"].astype(str), strict=True))
+    else:
+        first = frames.observations.drop_duplicates("network_id")
+        tasks = dict(zip(first["network_id"].astype(str), first["task"].astype(str), strict=True))
+    stored = (dict(zip(nets["network_id"].astype(str), nets["objective"], strict=True))
+              if "objective" in nets else {})
+    out = {}
+    for nid, task in tasks.items():
+        value = stored.get(nid)
+        out[nid] = str(value) if isinstance(value, str) and value else objective_of(task)
+    return out
+
+
+def _curve(value: object) -> np.ndarray | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    arr = np.asarray(value, dtype=np.float64).ravel()
+    return arr if arr.size and np.isfinite(arr).all() else None
+
+
+def performance_curves(frames: Frames) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, float]]:
+    """Each status-ok network's test performance per checkpoint, with what it measures and its chance level.
+
+    ``performance_curve`` / ``performance_measure`` / ``chance_performance`` where the networks table has them;
+    for a network without them (a store written before, or a missing value), ``test_accuracy_curve``
+    (``"accuracy"``, chance NaN: the number of classes is not stored). A network whose curve is missing or not
+    finite everywhere (regression in an old store: its accuracy is NaN) is left out. Returns three dicts keyed by
+    ``network_id``: curve ``(n_checkpoints,)`` float64, measure name, chance."""
+    nets = frames.networks
+    nets = nets[nets["status"] == "ok"].drop_duplicates("network_id")
+    curves, measures, chance = {}, {}, {}
+    for _, row in nets.iterrows():
+        nid = str(row["network_id"])
+        curve = _curve(row["performance_curve"]) if "performance_curve" in nets else None
+        if curve is not None:
+            measure = row.get("performance_measure")
+            curves[nid], measures[nid] = curve, str(measure) if isinstance(measure, str) else "performance"
+            value = row.get("chance_performance")
+            chance[nid] = float(value) if value is not None else float("nan")
+            continue
+        curve = _curve(row["test_accuracy_curve"]) if "test_accuracy_curve" in nets else None
+        if curve is not None:
+            curves[nid], measures[nid], chance[nid] = curve, "accuracy", float("nan")
+    return curves, measures, chance
+
+
+__all__ = ["VIEW_SEPARATOR", "Frames", "check_enough_networks", "clean_condition", "curve_conditions", "dataset_part",
+           "load_frames", "network_objectives", "objective_of", "performance_curves", "unit_conditions"]

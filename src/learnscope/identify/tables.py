@@ -272,8 +272,11 @@ class HeldoutClassifier(TypedDict):
 
 
 class HeldoutPart(TypedDict):
+    """``grouping`` says what a held-out value is (``task``: the dataset, the task name before ``":"``)."""
+
     available: Literal[True]
     split_mode: str
+    grouping: str
     per_classifier: list[HeldoutClassifier]
 
 
@@ -284,6 +287,7 @@ class Heldout(TypedDict):
     chance: float
     architecture: HeldoutPart | Unavailable
     task: HeldoutPart | Unavailable
+    objective: HeldoutPart | Unavailable
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -357,6 +361,171 @@ class PerformanceBaseline(TypedDict):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# 8. pooled and per-objective main tables
+
+
+class ObjectiveSummary(Scores):
+    """One cell of a main table: ``objective`` is an objective or ``"pooled"`` (every network)."""
+
+    objective: str
+    classifier: str
+    obs_class: str
+    n_networks: int
+    chance: float
+
+
+class ObjectiveTables(TypedDict):
+    objectives: list[str]
+    networks_per_objective: dict[str, int]
+    classifiers: list[str]
+    obs_classes: list[str]
+    per_objective: dict[str, MainTable | Unavailable]
+    summary: list[ObjectiveSummary]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 9. held-out hyperparameters
+
+
+class HyperparameterEnd(TypedDict):
+    """A model trained on the middle networks, tested on one end (``range``: the end's [min, max] value);
+    ``reverse_accuracy`` trains on that end and tests on the middle. ``n_test`` counts rows (network × layer)."""
+
+    end: str
+    range: list[float]
+    n_test_networks: int
+    n_test: int
+    accuracy: float
+    balanced_accuracy: float
+    reverse_accuracy: float
+
+
+class HyperparameterClassifier(TypedDict):
+    """``accuracy`` pools both ends (row-weighted: one model trained on the middle)."""
+
+    classifier: str
+    ends: list[HyperparameterEnd]
+    accuracy: float
+    network_split_accuracy: float
+
+
+class HyperparameterPart(TypedDict):
+    available: Literal[True]
+    parameter: str
+    middle_range: list[float]
+    n_train_networks: int
+    per_classifier: list[HyperparameterClassifier]
+
+
+class HyperparameterMean(TypedDict):
+    """The mean over the available ``parts`` of the pooled end accuracy; None when no part is available."""
+
+    classifier: str
+    parts: list[str]
+    accuracy: float | None
+
+
+class HeldoutHyperparameters(TypedDict):
+    condition: str
+    obs_class: str
+    classifiers: list[str]
+    chance: float
+    definition: str
+    batch_size: HyperparameterPart | Unavailable
+    lr: HyperparameterPart | Unavailable
+    mean: list[HyperparameterMean]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 10. recorded-unit count curve
+
+
+class UnitPoint(Scores):
+    units: int
+    condition: str
+    classifier: str
+    obs_class: str
+    drop_from_full: float
+
+
+class UnitFull(Scores):
+    """The full-layer (clean condition) reference of one classifier and class."""
+
+    classifier: str
+    obs_class: str
+    condition: str
+
+
+class UnitReach(TypedDict):
+    """The smallest count whose accuracy is ≥ ``full_accuracy − margin`` (None: no count gets there)."""
+
+    classifier: str
+    obs_class: str
+    full_accuracy: float
+    margin: float
+    units_within_margin: int | None
+
+
+class UnitCountCurve(TypedDict):
+    condition_full: str
+    classifiers: list[str]
+    obs_classes: list[str]
+    units: list[int]
+    conditions: list[str]
+    margin: float
+    points: list[UnitPoint]
+    full: list[UnitFull]
+    reach: list[UnitReach]
+    small_layers_all: list[str]
+    note: str
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 11. performance-matched control
+
+
+class MatchedObjective(TypedDict):
+    """The matching of one objective: its performance ``levels`` (in ``measure``), the fixed positions of the
+    unmatched control (fractional checkpoint indices), networks kept; ``reason`` when it has no common range."""
+
+    objective: str
+    measure: str
+    n_networks: int
+    n_kept: int
+    chance_performance: float | None
+    levels: list[float]
+    fixed_positions: list[float]
+    reason: str | None
+    available: bool
+
+
+class MatchedComparison(TypedDict):
+    """Matched against unmatched positions, same networks and splits; ``difference`` = matched − unmatched."""
+
+    classifier: str
+    obs_class: str
+    matched: Scores
+    unmatched: Scores
+    difference: float
+    difference_sem: float | None
+    labels: list[str]
+
+
+class PerformanceMatched(TypedDict):
+    condition: str
+    classifiers: list[str]
+    obs_classes: list[str]
+    n_levels: int
+    coverage: float
+    curve_source: str
+    chance: float
+    n_networks: int
+    objectives: list[MatchedObjective]
+    comparison: list[MatchedComparison]
+    definition: str
+
+
+# --------------------------------------------------------------------------------------------------------------
 # everything: run_all
 
 
@@ -384,6 +553,7 @@ class DatasetSummary(TypedDict):
     rules: list[str]
     networks_per_rule: dict[str, int]
     tasks: list[str]
+    objectives: list[str]
     architectures: list[str]
     conditions: list[dict[str, Any]]
     unspecified_conditions: list[str]
@@ -402,16 +572,21 @@ class ClassifyResults(TypedDict):
     settings: Settings
     dataset: DatasetSummary
     main_table: MainTable
+    objective_tables: ObjectiveTables | Skipped
     noise_curves: NoiseCurves | Skipped
     subsampling_curve: SubsamplingCurve | Skipped
+    unit_count_curve: UnitCountCurve | Skipped
     temporal_curves: TemporalCurves
     heldout: Heldout
+    heldout_hyperparameters: HeldoutHyperparameters
     importances: Importances
     performance_baseline: PerformanceBaseline
+    performance_matched: PerformanceMatched | Skipped
     skipped: dict[str, str]
     timing: Timing
 
 
-ANALYSES: tuple[str, ...] = ("main_table", "noise_curves", "subsampling_curve", "temporal_curves", "heldout",
-                             "importances", "performance_baseline")
+ANALYSES: tuple[str, ...] = ("main_table", "objective_tables", "noise_curves", "subsampling_curve",
+                             "unit_count_curve", "temporal_curves", "heldout", "heldout_hyperparameters",
+                             "importances", "performance_baseline", "performance_matched")
 """The analyses of :class:`ClassifyResults`, in the order they run and are reported."""

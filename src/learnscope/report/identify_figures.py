@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         PerformanceBaseline,
         SubsamplingCurve,
         TemporalCurves,
+        UnitCountCurve,
     )
 
 CLASS_COLOURS = {"weight": "tab:blue", "act": "tab:orange", "grad": "tab:green", "all": "tab:purple"}
@@ -144,6 +145,39 @@ def subsampling_figure(sub: SubsamplingCurve, path: Path, chance: float | None =
     return _save(fig, path)
 
 
+def unit_count_figure(curve: UnitCountCurve, path: Path, chance: float | None = None) -> Path:
+    """Accuracy of act and weight vs the number of recorded units (log scale, ticks at the counts run), one line
+    style per classifier; a dashed line per class and classifier marks its full-layer (clean) accuracy."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    clfs = curve["classifiers"]
+    full = {(f["classifier"], f["obs_class"]): f for f in curve["full"]}
+    for ci, clf in enumerate(clfs):
+        for o in curve["obs_classes"]:
+            pts = sorted((p for p in curve["points"] if p["classifier"] == clf and p["obs_class"] == o),
+                         key=lambda p: p["units"])
+            name = f"{o} ({clf})" if len(clfs) > 1 else o
+            if pts:
+                ax.errorbar([p["units"] for p in pts], [as_float(p["accuracy_mean"]) for p in pts],
+                            yerr=[as_float(p["accuracy_sem"]) for p in pts], color=CLASS_COLOURS[o],
+                            ls=LINESTYLES[ci % len(LINESTYLES)], marker="o", ms=4, capsize=2, label=name)
+            ref = full.get((clf, o))
+            if ref is not None:
+                ax.axhline(as_float(ref["accuracy_mean"]), color=CLASS_COLOURS[o], ls="--", lw=1, alpha=0.8,
+                           label=f"{name}, full layer")
+    _chance_line(ax, chance)
+    ax.set_xscale("log")
+    units = sorted(set(curve["units"]))
+    ax.xaxis.set_major_locator(FixedLocator(units))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(units, [str(u) for u in units])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recorded units per layer (synapses for weights; log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("recorded-unit count (network-grouped splits)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
 def temporal_figure(temp: TemporalCurves, path: Path, chance: float | None = None) -> Path:
     """Accuracy of ``all`` vs the number of checkpoints kept, one line per selection mode, a panel per
     classifier."""
@@ -171,7 +205,7 @@ def temporal_figure(temp: TemporalCurves, path: Path, chance: float | None = Non
 def heldout_figure(held: Heldout, path: Path) -> Path:
     """Accuracy per held-out architecture / task value and their mean, a bar per classifier; a dashed line per
     classifier marks its within-distribution (network-split) accuracy."""
-    parts = [p for p in ("architecture", "task") if (held.get(p) or {}).get("available")]
+    parts = [p for p in ("architecture", "task", "objective") if (held.get(p) or {}).get("available")]
     fig, axes = plt.subplots(1, max(len(parts), 1), figsize=(5.2 * max(len(parts), 1), 3.4), squeeze=False)
     for ax, part in zip(axes[0], parts, strict=False):
         per = held[part]["per_classifier"]  # type: ignore[literal-required]

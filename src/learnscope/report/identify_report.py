@@ -33,6 +33,7 @@ from learnscope.report.identify_figures import (
     performance_figure,
     subsampling_figure,
     temporal_figure,
+    unit_count_figure,
 )
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ def _describe_condition(c: dict) -> str:
         parts.append(f"σ {c['sigma']:g} {c.get('noise_mode', 'absolute')}")
     if c.get("frac") is not None:
         parts.append(f"{100 * float(c['frac']):g}% of units")
+    if c.get("units") is not None:
+        parts.append(f"{int(c['units'])} units")
     for key, default in (("gradavg_mode", "forward"), ("weight_norm_mode", "rows")):
         if c.get(key, default) != default:
             parts.append(f"{key} {c[key]}")
@@ -174,7 +177,8 @@ def _data_section(results: ClassifyResults, out: Path) -> list[str]:
             ["networks by status", ", ".join(f"{k} {v}" for k, v in d["status_counts"].items())],
             ["examples (network × layer, status ok)", d["n_rows"]], ["checkpoints per example", d["n_checkpoints"]],
             ["networks per rule", ", ".join(f"{k} {v}" for k, v in d["networks_per_rule"].items())],
-            ["tasks", ", ".join(d["tasks"])], ["architectures", ", ".join(d["architectures"])],
+            ["tasks", ", ".join(d["tasks"])], ["objectives", ", ".join(d.get("objectives") or []) or DASH],
+            ["architectures", ", ".join(d["architectures"])],
             ["measurement conditions", "; ".join(_describe_condition(c) for c in d["conditions"])]]
     if d.get("unspecified_conditions"):
         rows.append(["conditions without parameters (unused)", ", ".join(d["unspecified_conditions"])])
@@ -285,7 +289,7 @@ def _heldout_section(results: ClassifyResults, out: Path) -> list[str]:
         return [H.paragraph(why, note=True)]
     parts = []
     rows = []
-    for part in ("architecture", "task"):
+    for part in ("architecture", "task", "objective"):
         p: Any = held.get(part) or {}
         if not p.get("available"):
             parts.append(H.paragraph(f"Held-out {part}: {p.get('reason', 'not run')}.", note=True))
@@ -298,8 +302,11 @@ def _heldout_section(results: ClassifyResults, out: Path) -> list[str]:
                          _f(pc["mean_balanced_accuracy"]), sum(v["n_test"] for v in pc["values"])])
     if rows:
         png = heldout_figure(held, out / "identify_heldout.png")
-        parts.insert(0, H.figure(png, "Accuracy on a held-out architecture / task (train on the others), per value "
-                                      "and mean; dashed: the same classifier with network-grouped splits."))
+        parts.insert(0, H.figure(png, "Accuracy on a held-out architecture / task / objective (train on the others), "
+                                      "per value and mean; dashed: the same classifier with network-grouped "
+                                      "splits."))
+        parts.append(H.muted("A task is the dataset (the task name before ':'), so held-out task and held-out "
+                             "objective are different questions; an objective is what the network was trained for."))
         parts.append(H.table(["held out", "classifier", "value", "accuracy", "balanced accuracy", "test rows"], rows))
     return parts
 
@@ -337,6 +344,132 @@ def _performance_section(results: ClassifyResults, out: Path) -> list[str]:
                     rows)]
 
 
+def _objective_section(results: ClassifyResults, out: Path) -> list[str]:
+    res = results.get("objective_tables")
+    why = _unavailable(res)
+    if why:
+        return [H.paragraph(why, note=True)]
+    clfs, classes = res["classifiers"], res["obs_classes"]
+    cells = {(s["objective"], s["classifier"], s["obs_class"]): s for s in res["summary"]}
+    names = ["pooled", *[o for o in res["objectives"] if "cells" in res["per_objective"][o]]]
+    header = ["objective", "networks", "chance"] + [f"{o} ({c})" if len(clfs) > 1 else o for c in clfs
+                                                   for o in classes]
+    rows = []
+    for name in names:
+        first = next(s for s in res["summary"] if s["objective"] == name)
+        rows.append([name, first["n_networks"], _f(first["chance"])]
+                    + [_pm(cells[(name, c, o)]["accuracy_mean"], cells[(name, c, o)]["accuracy_sem"])
+                       for c in clfs for o in classes])
+    notes = [H.paragraph(f"Objective {o}: {t['reason']}.", note=True) for o, t in res["per_objective"].items()
+             if "cells" not in t]
+    return [H.paragraph("The main table on every network (pooled) and on the networks of each objective alone: "
+                        "accuracy, mean ± s.e.m. over network-grouped splits within that set of networks."),
+            H.table(header, rows), *notes]
+
+
+def _unit_count_section(results: ClassifyResults, out: Path) -> list[str]:
+    res = results.get("unit_count_curve")
+    why = _unavailable(res)
+    if why:
+        return [H.paragraph(why, note=True)]
+    png = unit_count_figure(res, out / "identify_unit_count.png", _chance(results))
+    by = {(p["classifier"], p["obs_class"], p["units"]): p for p in res["points"]}
+    full = {(f["classifier"], f["obs_class"]): f for f in res["full"]}
+    rows = []
+    for clf in res["classifiers"]:
+        for units in res["units"]:
+            rows.append([clf, units] + [_pm(by[(clf, o, units)]["accuracy_mean"], by[(clf, o, units)]["accuracy_sem"])
+                                        if (clf, o, units) in by else "not recorded" for o in res["obs_classes"]])
+        rows.append([clf, "full layer"] + [_pm(full[(clf, o)]["accuracy_mean"], full[(clf, o)]["accuracy_sem"])
+                                           for o in res["obs_classes"]])
+    sentences = []
+    for r in res["reach"]:
+        what = "Activations" if r["obs_class"] == "act" else "Weights"
+        if r["units_within_margin"] is None:
+            tail = "at none of the counts tested"
+        else:
+            tail = f"from {r['units_within_margin']} recorded units on"
+        sentences.append(f"{what} ({r['classifier']}) come within {r['margin']:g} of their full-layer accuracy "
+                         f"({_f(r['full_accuracy'])}) {tail}.")
+    parts = [H.figure(png, "Accuracy vs the number of recorded units per layer (the same units at every "
+                           "checkpoint); dashed: the full layer (clean condition); dotted: chance."),
+             *[H.paragraph(s, note=True) for s in sentences],
+             H.table(["classifier", "recorded units", *res["obs_classes"]], rows),
+             H.muted(res["note"][:1].upper() + res["note"][1:] + ".")]
+    if res["small_layers_all"]:
+        parts.append(H.muted("Layers with fewer units than the count record all of their units in: "
+                             + ", ".join(res["small_layers_all"]) + "."))
+    return parts
+
+
+def _range_text(r: Sequence[float]) -> str:
+    if not r:
+        return DASH
+    return f"{r[0]:.3g}" if r[0] == r[1] else f"{r[0]:.3g}–{r[1]:.3g}"
+
+
+_HP_NAMES = {"batch_size": "batch size", "lr": "learning rate (× the rule's base lr)"}
+_HP_SHORT = {"batch_size": "batch size", "lr": "learning rate"}
+
+
+def _hyperparameter_section(results: ClassifyResults, out: Path) -> list[str]:
+    res = results.get("heldout_hyperparameters")
+    why = _unavailable(res)
+    if why:
+        return [H.paragraph(why, note=True)]
+    rows, notes = [], []
+    for parameter in ("batch_size", "lr"):
+        p: Any = res.get(parameter) or {}
+        name = _HP_NAMES[parameter]
+        if not p.get("available"):
+            notes.append(H.paragraph(f"Held-out {name}: {p.get('reason', 'not run')}.", note=True))
+            continue
+        for pc in p["per_classifier"]:
+            for e in pc["ends"]:
+                rows.append([name, pc["classifier"], f"{_range_text(p['middle_range'])} → {e['end']} end "
+                             f"{_range_text(e['range'])}", e["n_test_networks"], _f(e["accuracy"]),
+                             _f(e["reverse_accuracy"])])
+            rows.append([name, pc["classifier"], "both ends", sum(e["n_test_networks"] for e in pc["ends"]),
+                         _f(pc["accuracy"]), DASH])
+    parts = [*notes]
+    if rows:
+        means = "; ".join(f"{m['classifier']} {_f(m['accuracy'])} (over {', '.join(_HP_SHORT[p] for p in m['parts'])})"
+                          for m in res["mean"] if m["accuracy"] is not None)
+        parts = [H.table(["hyperparameter", "classifier", "train on the middle → test on", "test networks",
+                          "accuracy", "reverse (train on the end)"], rows),
+                 H.paragraph(f"Mean over the hyperparameters: {means}; chance {_f(res['chance'])}."), *notes]
+    parts.append(H.muted(res["definition"][:1].upper() + res["definition"][1:] + "."))
+    return parts
+
+
+def _matched_section(results: ClassifyResults, out: Path) -> list[str]:
+    res = results.get("performance_matched")
+    why = _unavailable(res)
+    if why:
+        return [H.paragraph(why, note=True)]
+    rows = [[c["classifier"], c["obs_class"], _pm(c["unmatched"]["accuracy_mean"], c["unmatched"]["accuracy_sem"]),
+             _pm(c["matched"]["accuracy_mean"], c["matched"]["accuracy_sem"]),
+             _pm(c["difference"], c["difference_sem"], True), _f(res["chance"])] for c in res["comparison"]]
+    obj_rows = []
+    for o in res["objectives"]:
+        if o["available"]:
+            obj_rows.append([o["objective"], o["measure"], ", ".join(f"{v:.3g}" for v in o["levels"]),
+                             ", ".join(f"{v:.1f}" for v in o["fixed_positions"]),
+                             f"{o['n_kept']} of {o['n_networks']}"])
+        else:
+            obj_rows.append([o["objective"], o["measure"], f"not matched: {o['reason']}", DASH,
+                             f"0 of {o['n_networks']}"])
+    return [H.paragraph(f"Rules compared at equal task performance ({res['n_levels']} levels per objective) "
+                        "against the same networks at fixed points of training: if the matched accuracy falls to "
+                        "chance, the classifier named the rules by how fast they learn."),
+            H.table(["classifier", "observables", "unmatched (fixed positions)", "performance-matched",
+                     "matched − unmatched", "chance"], rows),
+            H.table(["objective", "performance measure", "matched levels", "fixed positions (checkpoint index)",
+                     "networks kept"], obj_rows),
+            H.muted(f"Curves: {res['curve_source']}. " + res["definition"][:1].upper() + res["definition"][1:]
+                    + ".")]
+
+
 def _skipped_section(results: ClassifyResults, out: Path) -> list[str]:
     skipped = results.get("skipped") or {}
     if not skipped:
@@ -345,7 +478,8 @@ def _skipped_section(results: ClassifyResults, out: Path) -> list[str]:
 
 
 _SETTING_NAMES = {
-    "classifiers": "classifiers (main table, held-out, baseline)", "curve_classifiers": "classifiers for the curves",
+    "classifiers": "classifiers (main and per-objective tables, held-out, baseline)",
+    "curve_classifiers": "classifiers for the curves and the performance-matched control",
     "importance_classifier": "classifier for the importances", "grid": "hyper-parameter grid",
     "n_splits": "outer splits", "split_mode": "outer split mode", "test_size": "test fraction of each rule",
     "n_repeats": "permutation repeats",
@@ -378,12 +512,16 @@ SECTIONS: tuple[Section, ...] = (
     Section("Data", "dataset", _data_section),
     Section("Main table", "main_table", _main_section),
     Section("Confusion matrix", "main_table", _confusion_section),
+    Section("Per-objective main tables", "objective_tables", _objective_section),
     Section("Measurement noise", "noise_curves", _noise_section),
     Section("Unit subsampling", "subsampling_curve", _subsampling_section),
+    Section("Recorded-unit count", "unit_count_curve", _unit_count_section),
     Section("Temporal subsampling", "temporal_curves", _temporal_section),
     Section("Held-out generalisation", "heldout", _heldout_section),
+    Section("Held-out hyperparameters", "heldout_hyperparameters", _hyperparameter_section),
     Section("Permutation importance", "importances", _importance_section),
     Section("Performance-only baseline", "performance_baseline", _performance_section),
+    Section("Performance-matched control", "performance_matched", _matched_section),
     Section("Skipped analyses", "skipped", _skipped_section),
     Section("Settings and timing", "settings", _settings_section),
 )
