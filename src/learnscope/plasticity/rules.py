@@ -38,7 +38,7 @@ from torch import Tensor
 from learnscope.circuits.base import Circuit
 from learnscope.circuits.protocol import Fixed, FunctionalCircuit
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
-from learnscope.plasticity.optimisers import OPTIMISERS, Optimiser, State
+from learnscope.plasticity.optimisers import OPTIMISERS, Optimiser, State, scalar
 from learnscope.plasticity.transports import (
     LEARNED_FEEDBACK,
     angle_between,
@@ -104,6 +104,8 @@ def cross_entropy_loss(out: Tensor, y: Tensor) -> Tensor:
     if not isinstance(y, Tensor) or y.dtype.is_floating_point or y.ndim == 0 or y.shape != out.shape[-1 - y.ndim : -1]:
         got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ShapeError(f"y must be integer labels of shape {tuple(out.shape[:-1])} or (N,), got {got}")
+    if out.ndim == 2:  # one network: the same op without the reshapes (and their autograd nodes)
+        return F.cross_entropy(out, y.long(), reduction="none").mean(-1)
     y = y.expand(out.shape[:-1])
     ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), reduction="none")
     return ce.view(out.shape[:-1]).mean(-1)
@@ -118,6 +120,14 @@ def _map(ts: Sequence[Tensor | None], fn: Callable[[Tensor], Tensor]) -> tuple[T
 
 def _map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
     return {k: _map(v, fn) for k, v in state.items()}
+
+
+def _requires_grad(params: Sequence[Tensor], state: RuleState) -> bool:
+    """Whether any parameter or state tensor requires grad (only then does a step without a graph detach)."""
+    if any(p.requires_grad for p in params):
+        return True
+    return any(t is not None and t.requires_grad
+               for ts in (state.feedback, *state.opt.values(), *state.feedback_opt.values()) for t in ts)
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,8 @@ class Rule:
             raise UnknownNameError("optimiser", self.optimiser, OPTIMISERS)
         check_constraints(vars(self), RULE_CONSTRAINTS)
         object.__setattr__(self, "betas", tuple(self.betas) if isinstance(self.betas, list) else self.betas)
-        _ = self.optim  # validates momentum, betas and eps
+        # built (and validated: momentum, betas, eps) once; not a field, so asdict / replace / eq ignore it
+        object.__setattr__(self, "_optim", Optimiser(self.optimiser, self.lr, self.momentum, self.betas, self.eps))
         if not isinstance(self.ia_normalise, (bool, str)):
             raise ConfigError(f"ia_normalise must be True, False, 'activity' or 'weight', got {self.ia_normalise!r}")
         ia_normalise_mode(self.ia_normalise)
@@ -219,7 +230,7 @@ class Rule:
     @property
     def optim(self) -> Optimiser:
         """The :class:`Optimiser` of this rule."""
-        return Optimiser(self.optimiser, self.lr, self.momentum, self.betas, self.eps)
+        return self._optim
 
     def describe(self) -> dict[str, Any]:
         """All fields as a JSON-able dict."""
@@ -305,34 +316,41 @@ class Rule:
         squeeze = E is None
         if not isinstance(state, RuleState) or len(state.feedback) != circuit.n_layers:
             raise ConfigError("state must be the RuleState returned by init_state/step for this circuit")
-        if not create_graph:
+        if not create_graph and _requires_grad(params, state):
             params = [p.detach() for p in params]
             state = state.detach()
-        up = (lambda t: t.unsqueeze(0)) if squeeze else (lambda t: t)
-        down = (lambda t: t.squeeze(0)) if squeeze else (lambda t: t)
-        P = [up(p) for p in params]
-        fb = list(_map(state.feedback, up))
         ctx = torch.enable_grad if create_graph else torch.no_grad
 
+        # the circuit works in ensemble form (E = 1 for one network); the decay terms and the optimiser are
+        # element-wise, so they run on the parameters and buffers in the form they came in (no round trip of the
+        # state through unsqueeze / squeeze)
         with ctx():
+            P = [p.unsqueeze(0) for p in params] if squeeze else list(params)
+            fb = [None if B is None else B.unsqueeze(0) for B in state.feedback] if squeeze else list(state.feedback)
             out, records = circuit.forward(P, x, record=True)
-        o = out if (create_graph and out.requires_grad) else out.detach().requires_grad_()
+        graph = create_graph and out.requires_grad
+        # without a graph the loss sees a leaf in the parameters' form (no squeeze node), and a scalar loss is
+        # differentiated as it is (no sum node): the same backward ops, so the same δ
+        o = out if graph else (out.squeeze(0) if squeeze else out).detach().requires_grad_()
         with torch.enable_grad():
-            loss = loss_fn(down(o), y)
+            loss = loss_fn(o.squeeze(0) if graph and squeeze else o, y)
             if not isinstance(loss, Tensor) or loss.shape not in ((), (1,) if squeeze else (E,)):
                 got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
                 raise ShapeError(f"loss_fn must return a scalar or one loss per ensemble member, got {got}")
-            (delta,) = torch.autograd.grad(loss.sum(), o, create_graph=create_graph)
+            (delta,) = torch.autograd.grad(loss if loss.ndim == 0 else loss.sum(), o, create_graph=create_graph)
 
         with ctx():
+            if not graph and squeeze:
+                delta = delta.unsqueeze(0)
             grads = self._param_grads(circuit, P, fb, records, delta)
             fb_grads = self._feedback_grads(circuit, P, fb, records, grads)
+            if squeeze:
+                grads = [g.squeeze(0) for g in grads]
+                fb_grads = None if fb_grads is None else [None if g is None else g.squeeze(0) for g in fb_grads]
             t = state.step + 1
-            new_P, fb, opt, fb_opt = self._update(P, fb, grads, fb_grads, _map_state(state.opt, up),
-                                                  _map_state(state.feedback_opt, up), t)
-        new_params = [down(p) for p in new_P]
-        new_state = RuleState(_map(fb, down), _map_state(opt, down), _map_state(fb_opt, down), t)
-        return new_params, new_state, {"loss": loss.detach()}
+            new_params, fb, opt, fb_opt = self._update(list(params), list(state.feedback), grads, fb_grads,
+                                                       state.opt, state.feedback_opt, t)
+        return new_params, RuleState(tuple(fb), opt, fb_opt, t), {"loss": loss.detach()}
 
     def _autograd_step(self, circuit: FunctionalCircuit, params: Sequence[Tensor], state: RuleState, x: Tensor,
                        y: Tensor, loss_fn: LossFn, fixed: Fixed | None, create_graph: bool):
@@ -366,7 +384,10 @@ class Rule:
         """Weight decay and the Kolen–Pollack decay on the gradients, then the optimiser step of the parameters
         and (learned transports) of B: ``(new_params, new_feedback, opt, feedback_opt)``."""
         if self.weight_decay:
-            grads = [g + self.weight_decay * p for g, p in zip(grads, P, strict=True)]
+            # g + λθ; without a graph as two foreach calls over all tensors (the same mul and add, bit-identical)
+            graph = torch.is_grad_enabled() and any(t.requires_grad for t in (*grads, *P))
+            grads = ([g + self.weight_decay * p for g, p in zip(grads, P, strict=True)] if graph
+                     else _foreach_weight_decay(list(grads), list(P), self.weight_decay))
         if self.transport == "kolen_pollack" and self.kp_decay:
             grads = [g + self.kp_decay * p if i % 2 == 0 else g for i, (g, p) in enumerate(zip(grads, P, strict=True))]
         new_P, opt = self.optim.update(P, grads, opt, t)
@@ -404,6 +425,20 @@ class Rule:
                 for layer, B in zip(circuit.layers, fb, strict=True)
             ]
         return None
+
+
+def _foreach_weight_decay(grads: list[Tensor], P: list[Tensor], decay: float) -> list[Tensor]:
+    """``[g + λθ]`` without a graph: ``mul(θ, λ)`` then ``add`` over all tensors at once (the list path's ops;
+    ``λθ + g`` into the fresh ``λθ`` is ``g + λθ``, IEEE addition commutes), the list path for mixed dtypes."""
+    dtype, device = P[0].dtype, P[0].device
+    if any(t.dtype != dtype or t.device != device for t in (*grads, *P)):
+        return [g + decay * p for g, p in zip(grads, P, strict=True)]
+    out = torch._foreach_mul(P, scalar(decay, dtype, device))
+    try:
+        torch._foreach_add_(out, grads)
+    except RuntimeError:  # a gradient the in-place add cannot take (it would broadcast λθ to a larger shape)
+        return [g + decay * p for g, p in zip(grads, P, strict=True)]
+    return out
 
 
 def _weight_transpose(W: Tensor) -> Tensor:

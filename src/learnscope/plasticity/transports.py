@@ -27,6 +27,7 @@ from torch import Tensor
 
 from learnscope.circuits.base import Circuit, LayerInfo, uniform
 from learnscope.errors import ConfigError, ShapeError, UnknownNameError
+from learnscope.plasticity.optimisers import scalar
 
 TRANSPORTS = (
     "backprop",
@@ -129,9 +130,15 @@ def _ensemble(circuit: Circuit, index: int, x: Tensor, W: Tensor, b: Tensor, B: 
     return squeeze, x, W, b, B
 
 
+def _number(value: float, like: Tensor) -> Tensor | float:
+    """``value`` as the operand torch makes of a Python scalar in an op with ``like`` (see
+    :func:`~learnscope.plasticity.optimisers.scalar`)."""
+    return scalar(value, like.dtype, like.device)
+
+
 def _activity(r: Tensor) -> Tensor:
     """``c = E_n‖r_n‖²`` per member, shape ``(E,)`` (floored at the smallest normal number)."""
-    return (r.pow(2).flatten(1).sum(1) / r.shape[1]).clamp_min(torch.finfo(r.dtype).tiny)
+    return (r.pow(2).flatten(1).sum(1) / _number(r.shape[1], r)).clamp_min(torch.finfo(r.dtype).tiny)
 
 
 IA_NORMALISE: tuple[str, ...] = ("none", "activity", "weight")
@@ -261,11 +268,12 @@ def ia_feedback_grad(
     amp_T = circuit.linear_weight_grad(index, x, r)  # ∂⟨lin(x, T), r⟩/∂T
     xhat = circuit.linear_adjoint(index, r, T)
     null_T = circuit.linear_weight_grad(index, xhat, r)  # ∂⟨lin(x̂, T), r⟩/∂T = ½ N ∂R_null/∂T
-    g_T = (-alpha / N) * amp_T + (2 * beta / N) * null_T
+    # the numbers as 0-dim tensors of the layer's dtype: the values torch makes of Python scalars, converted once
+    g_T = amp_T * _number(-alpha / N, amp_T) + null_T * _number(2 * beta / N, null_T)
     scale = _ia_scale(normalise, r, W)
     if scale is not None:
         g_T = g_T * _per_member(scale, g_T)
-    g = transport_to_feedback(layer, g_T) + (2 * gamma) * B
+    g = transport_to_feedback(layer, g_T) + B * _number(2 * gamma, B)
     return g.squeeze(0) if squeeze else g
 
 
