@@ -8,6 +8,7 @@ from benchmarks import (
     bias_unroll_speed,
     cli_help,
     identify_classify,
+    identify_ensemble,
     identify_simulate,
 )
 
@@ -24,6 +25,8 @@ if __name__ == "__main__":
     print("wrote benchmarks/results/bias_networks.json")
     identify_simulate.run()
     print("wrote benchmarks/results/identify_simulate.json")
+    identify_ensemble.run()
+    print("wrote benchmarks/results/identify_ensemble.json")
     identify_classify.run()
     print("wrote benchmarks/results/identify_classify.json")
     animal_routes.run(seeds=[0])  # one seed per route (all five: python -m benchmarks.animal_routes, ~25 min)

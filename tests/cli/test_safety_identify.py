@@ -186,7 +186,7 @@ def _failing_first_network(monkeypatch) -> None:
     """Make the first network trained in this process fail with an unexpected error (as a bug would)."""
     import learnscope.identify.simulation as sim
 
-    real, calls = sim.circuit_for_architecture, []
+    real, calls = sim.training_task, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -194,7 +194,7 @@ def _failing_first_network(monkeypatch) -> None:
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sim, "circuit_for_architecture", flaky)
+    monkeypatch.setattr(sim, "training_task", flaky)
 
 
 def test_a_failed_network_is_reported_counted_and_retried(tmp_path, monkeypatch):
@@ -337,20 +337,20 @@ def test_read_only_store_is_one_line_before_the_header(tmp_path):
 def test_ctrl_c_during_simulate_is_one_line_and_the_rerun_finishes(tmp_path, monkeypatch):
     """Item 15: Ctrl-C after the first network: exit 130, exactly one line; finished work is kept and the rerun
     gives the clean store."""
-    import learnscope.identify.simulation as sim
+    from learnscope.identify.store import Store
 
-    real, calls = sim.train_and_record, []
+    real, calls = Store.write_network, []
 
-    def interrupted(spec):
+    def interrupted(self, *args, **kwargs):  # Ctrl-C while the second network is committed (either path)
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(spec)
+        return real(self, *args, **kwargs)
 
     grid = _grid(tmp_path)
     store = tmp_path / "s"
     with monkeypatch.context() as m:
-        m.setattr(sim, "train_and_record", interrupted)
+        m.setattr(Store, "write_network", interrupted)
         result = _simulate(grid, store)
     assert result.code == EXIT_INTERRUPTED and not result.escaped, str(result)
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1, str(result)

@@ -15,7 +15,16 @@ from learnscope.bundled import BUNDLED_DIR, bundled_configs
 from learnscope.circuits import MLP, ConvNet
 from learnscope.cli import app
 from learnscope.errors import ConfigError, UnknownNameError
-from learnscope.identify.grid import check_architecture, check_feasible, expand, hidden_sizes, load_grid, parse_grid
+from learnscope.identify.grid import (
+    check_architecture,
+    check_feasible,
+    circuit_for,
+    expand,
+    hidden_sizes,
+    is_convolutional,
+    load_grid,
+    parse_grid,
+)
 from learnscope.identify.simulation import checkpoint_steps, circuit_for_architecture, train_and_record
 
 runner = CliRunner()
@@ -70,6 +79,7 @@ def test_a_hidden_size_list_trains_an_mlp_with_exactly_those_layers():
     ("mlp2x32", "did you mean 'mlp_2x32'"),
     ("MLP_3x64", "did you mean 'mlp_3x64'"),
     ("cn", "did you mean 'cnn'"),
+    ("cnn_dep", "did you mean 'cnn_deep'"),
     ("resnet", "any 'mlp_<L>x<W>'"),
     (3, "a list of hidden sizes"),
 ])
@@ -93,6 +103,43 @@ def test_toml_list_of_lists_is_accepted_by_load_grid(tmp_path):
     cfg.write_text('[grid]\ntasks = ["digits"]\narchitectures = [[160, 80], "mlp_2x64"]\nrules = ["sgdm"]\n'
                    "batch_sizes = [64]\nseeds = [0]\n")
     assert load_grid(cfg)["grid"]["architectures"] == ["mlp_160-80", "mlp_2x64"]
+
+
+@pytest.mark.parametrize("in_shape, pooled", [((1, 8, 8), (1, 1)), ((1, 28, 28), (3, 3)), ((1, 1, 40), (1, 5))])
+def test_cnn_deep_is_a_knetc4_like_convnet_with_five_observed_layers(in_shape, pooled):
+    assert check_architecture("cnn_deep") == "cnn_deep" and hidden_sizes("cnn_deep") is None
+    assert is_convolutional("cnn") and is_convolutional("cnn_deep")
+    assert not any(is_convolutional(a) for a in ("mlp_3x64", "mlp_160-80", "mlp_2x1024"))
+    net = circuit_for("cnn_deep", in_shape, 10)
+    assert isinstance(net, ConvNet) and len(net.channels) == 3
+    # identify-spec §3.3, knetc4: conv1 early, conv2 middle, the rest deep; three pools: 8 -> 4 -> 2 -> 1, 28 -> 3
+    assert [(la.name, la.group) for la in net.layers] == [
+        ("conv1", "early"), ("conv2", "middle"), ("conv3", "deep"), ("fc4", "deep"), ("fc5", "deep")]
+    assert net.layers[3].weight_shape[0] == net.channels[2] * pooled[0] * pooled[1]
+    assert net.layers[4].weight_shape[1] == 10
+    cnn = circuit_for("cnn", in_shape, 10)  # the 4-layer net is unchanged
+    assert cnn.channels == (16, 32) and [la.name for la in cnn.layers] == ["conv1", "conv2", "fc3", "fc4"]
+
+
+def test_cnn_deep_trains_on_digit_images_and_records_its_five_layers():
+    spec = next(j for j in expand(parse_grid(_raw(architectures=["cnn_deep"], rules=["fa"]))))
+    row, obs = train_and_record(spec)
+    assert row["status"] == "ok", row["reason"]
+    assert len(row["angle_curves"]) == 5 and sorted(obs.layer_index.unique()) == [0, 1, 2, 3, 4]
+    layers = obs.drop_duplicates("layer_index").sort_values("layer_index")
+    assert layers.layer.tolist() == ["conv1", "conv2", "conv3", "fc4", "fc5"]
+    assert layers.group.tolist() == ["early", "middle", "deep", "deep", "deep"]
+
+
+@pytest.mark.parametrize("entry, name, sizes", [
+    ("mlp_2x512", "mlp_2x512", (64, 512, 512, 10)),
+    ("mlp_2x1024", "mlp_2x1024", (64, 1024, 1024, 10)),
+    ([1024, 512], "mlp_1024-512", (64, 1024, 512, 10)),
+])
+def test_wide_mlps_parse_and_build_with_those_widths(entry, name, sizes):
+    grid = parse_grid(_raw(architectures=[entry]))
+    assert grid["grid"]["architectures"] == [name]
+    assert circuit_for(name, (64,), 10).sizes == sizes
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -146,6 +193,8 @@ def test_a_batch_larger_than_the_training_set_counts_one_step_per_epoch():
     ({"tasks": ["teacher_classification"], "architectures": ["cnn"]}, "image layout"),
     ({"tasks": ["digits", "teacher_classification"], "architectures": ["mlp_1x8", "cnn"]}, "teacher_classification"),
     ({"architectures": ["cnn"], "rules": ["dfa"]}, "direct_feedback_alignment"),
+    ({"tasks": ["teacher_classification"], "architectures": ["cnn_deep"]}, "architecture 'cnn_deep' needs a task"),
+    ({"architectures": ["cnn_deep"], "rules": ["dfa"]}, "direct_feedback_alignment"),
 ])
 def test_impossible_pairs_are_rejected_by_check_feasible(edit, fragment):
     grid = parse_grid(_raw(**edit))  # names and values are fine; only the combination is impossible
@@ -163,6 +212,7 @@ def test_n_train_larger_than_a_dataset_is_rejected_up_front():
 
 def test_a_feasible_grid_passes_including_cnn_on_an_image_task():
     check_feasible(parse_grid(_raw(architectures=["cnn", "mlp_1x8"], rules=["sgdm", "fa"])))
+    check_feasible(parse_grid(_raw(architectures=["cnn_deep", "mlp_1x8"], rules=["sgdm", "adam", "fa", "ia"])))
 
 
 def test_cli_rejects_an_infeasible_grid_before_the_header_and_creates_nothing(tmp_path):
@@ -254,7 +304,7 @@ def test_an_unknown_grid_name_lists_the_identify_configs_not_the_bias_ones(tmp_p
     identify = [p.stem for p in bundled_configs("identify")]
     bias = [p.stem for p in bundled_configs("bias")]
     assert identify and bias
-    line = _one_line_error(runner.invoke(app, ["identify", "simulate", "identify_tier2", "--out",
+    line = _one_line_error(runner.invoke(app, ["identify", "simulate", "identify_tier9", "--out",
                                                str(tmp_path / "s")]))
     assert all(name in line for name in identify) and not any(name in line for name in bias)
     assert "did you mean 'identify_tier" in line

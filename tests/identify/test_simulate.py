@@ -517,3 +517,35 @@ def test_two_concurrent_simulate_processes_split_the_grid_and_train_each_network
     simulate(load_grid(cfg), tmp_path / "clean", backend="sequential", progress=False)
     _assert_same_store(out, tmp_path / "clean")
     assert len(Store.open(out).networks()) == 8 and not list(out.rglob("*.lock"))
+
+
+def test_gradavg_as_original_goes_through_the_rules_feedback_and_equals_forward_for_backprop():
+    """gradavg_mode = "as_original" sends the activity change through B (identify-spec §4.3): for backprop (B = W)
+    it is the forward Jacobian's, for FA it is not. (It used to pass the rule's name as the transport and fail.)"""
+    grid = parse_grid({"grid": {"tasks": ["digits"], "architectures": ["mlp_1x16"], "rules": ["sgdm", "fa"],
+                                "batch_sizes": [64], "seeds": [0]},
+                       "training": {"epochs": 1, "checkpoints": 2, "n_train": 128, "n_probe": 16},
+                       "conditions": [{"name": "forward"}, {"name": "orig", "gradavg_mode": "as_original"}]})
+    for spec in expand(grid):
+        row, obs = train_and_record(spec)
+        assert row["status"] == "ok", row["reason"]
+        cols = [c for c in obs.columns if c.startswith("gradavg")]
+        fwd, orig = (obs[obs.condition == c].sort_values(["layer_index", "checkpoint"])[cols].to_numpy()
+                     for c in ("forward", "orig"))
+        hidden = slice(0, 2)  # checkpoints of the first layer (the last layer's output has no feedback below it)
+        if spec["rule"] == "sgdm":
+            np.testing.assert_allclose(orig, fwd, rtol=1e-5, atol=1e-7)
+        else:
+            assert not np.allclose(orig[hidden], fwd[hidden], rtol=1e-3), "FA's B is not W: the change differs"
+
+
+def test_direct_feedback_alignment_trains_in_the_grid_with_no_angle_to_compare():
+    """DFA's B sends the output error to each layer (shape (n_out, width)), so there is no B–Wᵀ angle: NaN, as for
+    backprop — and the network trains (it used to fail comparing B with W)."""
+    grid = parse_grid({"grid": {"tasks": ["digits"], "architectures": ["mlp_2x16"], "rules": ["dfa", "fa"],
+                                "batch_sizes": [64], "seeds": [0]},
+                       "training": {"epochs": 2, "checkpoints": 3, "n_train": 128, "n_probe": 16}})
+    rows = {spec["rule"]: train_and_record(spec)[0] for spec in expand(grid)}
+    assert rows["dfa"]["status"] == "ok", rows["dfa"]["reason"]
+    assert np.isnan(np.asarray(rows["dfa"]["angle_curves"], dtype=float)).all()
+    assert np.isfinite(np.asarray(rows["fa"]["angle_curves"], dtype=float)[1:]).all()

@@ -18,6 +18,10 @@ def simulate_cmd(
     config: str = typer.Argument(..., help="A grid config file or the name of a bundled one (identify_tier0, …)."),
     out: Path = typer.Option(..., "--out", help="Store directory (created, or resumed if it holds this grid)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
+    ensemble: int = typer.Option(8, "--ensemble",
+                                 help="Train up to N networks that differ only in seed and learning rate as one "
+                                      "batched ensemble per job (same values as one at a time); 1 = one network "
+                                      "per job."),
     backend: str = typer.Option("loky", help="loky (local processes), dask (dask.distributed) or sequential."),
     scheduler: str | None = typer.Option(None, help="Address of a running dask scheduler (with --backend dask)."),
     progress: bool = typer.Option(True, help="Show a progress bar over networks."),
@@ -42,8 +46,9 @@ def simulate_cmd(
     from learnscope.validation import check_positive_int
 
     check_positive_int("--jobs", jobs)
+    check_positive_int("--ensemble", ensemble)
     grid = load_grid(config)
-    plan = prepare(grid, out, backend=backend, retry_failed=retry_failed, repair=repair)
+    plan = prepare(grid, out, backend=backend, retry_failed=retry_failed, repair=repair, ensemble=ensemble)
     if plan.repaired:
         ids = ", ".join(d.network_id for d in plan.repaired[:5]) + (" …" if len(plan.repaired) > 5 else "")
         typer.echo(f"repair: removed the broken files of {len(plan.repaired)} network(s) ({ids}); they are "

@@ -3,7 +3,8 @@
 Config tables::
 
     [grid]        tasks, architectures, rules, batch_sizes, learning_rates (multipliers of each rule's base lr),
-                  seeds — the grid is their Cartesian product
+                  seeds — the grid is their Cartesian product — and optionally exclude, a list of tables of
+                  task / architecture / rule / batch_size / seed values whose networks are left out
     [training]    epochs, checkpoints (evenly spaced, including initialisation), weight_decay, n_train, n_probe,
                   lr_spread (default 1: none; s > 1 multiplies each network's lr by a log-uniform factor in
                   [1/s, s], as the original grid did with s = 2, so that learning speed alone does not name the rule)
@@ -14,7 +15,12 @@ Config tables::
                   :class:`~learnscope.identify.observables.Condition`); default: one clean condition. A condition
                   table keeps the activity keys only where they differ from their defaults.
 
-Architectures are ``cnn`` (the KNet-like 4-layer ConvNet, for the tasks with an image layout), any ``mlp_<L>x<W>``
+A task is a dataset task (``digits``, ``mnist5k``, ``mnist1d``, ``teacher_classification``, ``teacher_regression``)
+with an optional objective (``digits:contrastive``, ``mnist1d:autoencoding``; bare names are classification, or
+regression for the teacher regression task), see :mod:`learnscope.identify.training_task`.
+
+Architectures are ``cnn`` and ``cnn_deep`` (the KNet-like 4-layer and knetc4-like 5-layer ConvNets, for the tasks
+with an image layout; :data:`CONV_ARCHITECTURES`), any ``mlp_<L>x<W>``
 (L hidden ReLU layers of W units: ``mlp_3x256``, ``mlp_2x64``, …) or a list of hidden sizes (``[160, 80]``, named
 ``mlp_160-80`` in the store; a list of equal sizes is named ``mlp_<L>x<W>``, so ``[64, 64, 64]`` is ``mlp_3x64``).
 Every job spec is a plain JSON-serialisable dict with a stable ``network_id`` (the ids of grids written with
@@ -40,14 +46,17 @@ import numpy as np
 
 from learnscope import rng
 from learnscope.bundled import read_config
-from learnscope.datasets import TASKS
 from learnscope.errors import ConfigError, UnknownNameError, nearest_name
 from learnscope.identify.conditions import check_probes
+from learnscope.identify.objectives import check_task_entry
 from learnscope.identify.observables import Condition, check_recordable
 from learnscope.plasticity.rules import RULES, make_rule
 from learnscope.validation import Interval, check_constraints, check_keys, check_scalar
 
-GRID_KEYS = ("tasks", "architectures", "rules", "batch_sizes", "learning_rates", "seeds")
+GRID_KEYS = ("tasks", "architectures", "rules", "batch_sizes", "learning_rates", "seeds", "exclude")
+#: The key of an ``exclude`` entry for each [grid] list it names a value of.
+EXCLUDE_KEYS = {"task": "tasks", "architecture": "architectures", "rule": "rules", "batch_size": "batch_sizes",
+                "seed": "seeds"}
 TRAINING_KEYS = ("epochs", "checkpoints", "weight_decay", "n_train", "n_probe", "lr_spread")
 SECTIONS = ("grid", "training", "rules", "conditions", "run")
 # lr_spread (default 1) is not filled in, so grids without it keep their network ids
@@ -71,18 +80,34 @@ DEFAULT_BASE_LR = {"adam": 1e-3}
 _MLP = re.compile(r"^mlp_(\d+)x(\d+)$")
 _MLP_SIZES = re.compile(r"^mlp_(\d+(?:-\d+)*)$")
 _MLP_LOOSE = re.compile(r"^\s*mlp[\s_-]*(\d+)\s*[x×*]\s*(\d+)\s*$", re.IGNORECASE)
-_ARCH_HELP = ("use 'cnn', any 'mlp_<L>x<W>' (L hidden layers of W units, e.g. 'mlp_3x64') or a list of hidden "
-              "sizes such as [160, 80]")
+#: The convolutional architectures: name -> keyword arguments of :class:`~learnscope.circuits.ConvNet` (besides
+#: in_shape and n_out). ``cnn`` is the KNet-like 4-layer net (2 conv + 2 dense, ConvNet's defaults); ``cnn_deep``
+#: the knetc4-like 5-layer one (3 conv + 2 dense: conv1 early, conv2 middle, conv3, fc4, fc5 deep; three 2×2
+#: pools take 8×8 digits to 1×1, 28×28 MNIST to 3×3, the (1, 1, 40) mnist1d signal to 1×5).
+CONV_ARCHITECTURES: dict[str, dict] = {
+    "cnn": {},
+    "cnn_deep": {"channels": (16, 32, 64), "kernel": 3, "hidden": 64},
+}
+_ARCH_HELP = ("use 'cnn', 'cnn_deep', any 'mlp_<L>x<W>' (L hidden layers of W units, e.g. 'mlp_3x64') or a list "
+              "of hidden sizes such as [160, 80]")
+
+
+def is_convolutional(architecture: str) -> bool:
+    """Whether an architecture name (as :func:`check_architecture` returns it) is a CNN, i.e. needs the task's
+    image layout ``(C, H, W)`` instead of flat inputs: ``cnn`` and ``cnn_deep`` (:data:`CONV_ARCHITECTURES`)."""
+    return architecture in CONV_ARCHITECTURES
 
 
 def _unknown_architecture(name: object) -> UnknownNameError:
-    err = UnknownNameError("architecture", str(name), ["cnn"])
+    conv = list(CONV_ARCHITECTURES)
+    err = UnknownNameError("architecture", str(name), conv)
     hint = ""
     loose = _MLP_LOOSE.match(str(name))
+    near = nearest_name(str(name), conv)
     if loose:
         hint = f"; did you mean 'mlp_{int(loose[1])}x{int(loose[2])}'?"
-    elif nearest_name(str(name), ["cnn"]) is not None:
-        hint = "; did you mean 'cnn'?"
+    elif near is not None:
+        hint = f"; did you mean {near!r}?"
     err.args = (f"unknown architecture {name!r}{hint} ({_ARCH_HELP})",)
     return err
 
@@ -94,8 +119,9 @@ def _sizes_name(sizes: list[int]) -> str:
 
 
 def check_architecture(name: object) -> str:
-    """The store name of an architecture entry of a grid: ``cnn``, ``mlp_<L>x<W>`` (kept exactly as written, so
-    network ids do not change), or a list of hidden sizes / ``mlp_<w1>-<w2>-…`` (named by :func:`_sizes_name`)."""
+    """The store name of an architecture entry of a grid: ``cnn``, ``cnn_deep``, ``mlp_<L>x<W>`` (kept exactly as
+    written, so network ids do not change), or a list of hidden sizes / ``mlp_<w1>-<w2>-…`` (named by
+    :func:`_sizes_name`)."""
     if isinstance(name, list):
         if not name:
             raise ConfigError(f"[grid] architecture [] lists no hidden layer ({_ARCH_HELP})")
@@ -104,7 +130,7 @@ def check_architecture(name: object) -> str:
         return _sizes_name([int(w) for w in name])
     if not isinstance(name, str):
         raise _unknown_architecture(name)
-    if name == "cnn":
+    if is_convolutional(name):
         return name
     m = _MLP.match(name)
     if m:
@@ -121,8 +147,9 @@ def check_architecture(name: object) -> str:
 
 
 def hidden_sizes(architecture: str) -> list[int] | None:
-    """The hidden-layer widths of an MLP architecture name (``mlp_3x64`` -> [64, 64, 64]); ``None`` for ``cnn``."""
-    if architecture == "cnn":
+    """The hidden-layer widths of an MLP architecture name (``mlp_3x64`` -> [64, 64, 64]); ``None`` for a CNN
+    (:func:`is_convolutional`)."""
+    if is_convolutional(architecture):
         return None
     m = _MLP.match(architecture)
     if m:
@@ -134,12 +161,13 @@ def hidden_sizes(architecture: str) -> list[int] | None:
 
 
 def circuit_for(architecture: str, input_shape: tuple[int, ...], n_out: int):
-    """The circuit an architecture name describes for inputs of ``input_shape`` and ``n_out`` outputs."""
+    """The circuit an architecture name describes for inputs of ``input_shape`` and ``n_out`` outputs (a CNN
+    needs the image layout ``(C, H, W)``, an MLP takes any shape and flattens it)."""
     from learnscope.circuits import MLP, ConvNet
 
     sizes = hidden_sizes(architecture)
     if sizes is None:
-        return ConvNet(in_shape=tuple(input_shape), n_out=n_out)
+        return ConvNet(in_shape=tuple(input_shape), n_out=n_out, **CONV_ARCHITECTURES[architecture])
     return MLP([int(np.prod(input_shape)), *sizes, n_out])
 
 
@@ -165,8 +193,7 @@ def parse_grid(raw: dict) -> dict:
     check_keys(grid, GRID_KEYS, "key in [grid]")
     tasks = _list(grid, "tasks", "grid")
     for t in tasks:
-        if t not in TASKS:
-            raise UnknownNameError("task", t, TASKS)
+        check_task_entry(t)
     archs = [check_architecture(a) for a in _list(grid, "architectures", "grid")]
     rules = _list(grid, "rules", "grid")
     for r in rules:
@@ -205,13 +232,47 @@ def parse_grid(raw: dict) -> dict:
     names = [c["name"] for c in conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"[[conditions]] names must be unique, got {names}")
-    return {
-        "grid": {"tasks": tasks, "architectures": archs, "rules": rules, "batch_sizes": batch_sizes,
-                 "learning_rates": [float(m) for m in lrs], "seeds": seeds},
-        "training": training,
-        "rules": resolved_rules,
-        "conditions": conditions,
-    }
+    resolved_grid = {"tasks": tasks, "architectures": archs, "rules": rules, "batch_sizes": batch_sizes,
+                     "learning_rates": [float(m) for m in lrs], "seeds": seeds}
+    exclude = _exclusions(grid.get("exclude"), resolved_grid)
+    if exclude:  # only then: grids without it keep their store meta, so their stores keep resuming
+        resolved_grid["exclude"] = exclude
+    parsed = {"grid": resolved_grid, "training": training, "rules": resolved_rules, "conditions": conditions}
+    if exclude and not expand(parsed):
+        raise ConfigError("[grid] exclude leaves no network to train; remove an exclude entry")
+    return parsed
+
+
+def _exclusions(raw: object, grid: dict) -> list[dict]:
+    """The checked ``exclude`` entries of [grid]: tables of some of ``task``, ``architecture``, ``rule``,
+    ``batch_size``, ``seed``, each value one of the grid's; a network matching every key of an entry is left out
+    (e.g. ``{ task = "teacher_regression", architecture = "cnn" }``: the teacher has no image layout)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"[grid] exclude must be a list of tables such as {{ task = \"teacher_regression\", "
+                          f"architecture = \"cnn\" }}, got {raw!r}")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"[grid] exclude entry {i + 1}"
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(f"{where} must be a non-empty table of {', '.join(EXCLUDE_KEYS)}, got {entry!r}")
+        check_keys(entry, tuple(EXCLUDE_KEYS), f"key in {where}")
+        checked = {}
+        for key, value in entry.items():
+            value = check_architecture(value) if key == "architecture" else value
+            if value not in grid[EXCLUDE_KEYS[key]]:
+                raise ConfigError(f"{where}: {key} {value!r} is not in [grid] {EXCLUDE_KEYS[key]} "
+                                  f"{grid[EXCLUDE_KEYS[key]]}; it would exclude nothing")
+            checked[key] = value
+        out.append(checked)
+    return out
+
+
+def is_excluded(exclude: list[dict], **values: object) -> bool:
+    """Whether a network (or a partial one: the keys given) matches an ``exclude`` entry on all of its keys; an
+    entry naming a key not given does not match."""
+    return any(all(k in values and values[k] == v for k, v in entry.items()) for entry in exclude)
 
 
 def _check_units_fit(cond: Condition, archs: list[str], n_probe: int) -> None:
@@ -262,35 +323,40 @@ def check_feasible(grid: dict) -> None:
     ``n_probe`` larger than a dataset, a rule that a circuit does not support (``dfa`` on ``cnn``), …"""
     import torch
 
-    from learnscope.datasets import load_task
     from learnscope.errors import LearnscopeError
-    from learnscope.plasticity.rules import cross_entropy_loss, mse_loss
+    from learnscope.identify.training_task import training_task
 
     g, tr = grid["grid"], grid["training"]
     conditions = [Condition(**c) for c in grid["conditions"]]
+    exclude = g.get("exclude", [])
     for task_name in g["tasks"]:
-        for image in sorted({a == "cnn" for a in g["architectures"]}):
+        archs = [a for a in g["architectures"] if not is_excluded(exclude, task=task_name, architecture=a)]
+        for image in sorted({is_convolutional(a) for a in archs}):
             try:
-                task = load_task(task_name, n_train=tr["n_train"], n_probe=tr["n_probe"], image=image)
+                ttask = training_task(task_name, n_train=tr["n_train"], n_probe=tr["n_probe"], image=image)
+                task = ttask.data
             except LearnscopeError as err:
                 if image and "image layout" in str(err):
-                    raise ConfigError(f"[grid] architecture 'cnn' needs a task with an image layout and task "
-                                      f"{task_name!r} has none ({err}); remove one of them from the grid") from None
+                    conv = ", ".join(repr(a) for a in archs if is_convolutional(a))
+                    raise ConfigError(f"[grid] architecture {conv} needs a task with an image layout and task "
+                                      f"{task_name!r} has none ({err}); remove one of them from the grid or leave the "
+                                      f"pair out with [grid] exclude = [{{ task = \"{task_name}\", architecture = "
+                                      f"\"{next(a for a in archs if is_convolutional(a))}\" }}]") from None
                 raise ConfigError(f"[grid] task {task_name!r}: {err}") from None
-            loss_fn = cross_entropy_loss if task.kind == "classification" else mse_loss
-            x, y = task.x_train[:2], task.y_train[:2]
-            for arch in (a for a in g["architectures"] if (a == "cnn") == image):
-                for rule in g["rules"]:
+            x, y = ttask.batch(task.x_train[:2], task.y_train[:2], torch.Generator().manual_seed(0))
+            for arch in (a for a in archs if is_convolutional(a) == image):
+                for rule in (r for r in g["rules"] if not is_excluded(exclude, task=task_name, architecture=arch,
+                                                                       rule=r)):
                     where = f"[grid] rule {rule!r} on architecture {arch!r} for task {task_name!r}"
                     try:
-                        circuit = circuit_for(arch, task.input_shape, task.n_out)
+                        circuit = ttask.circuit(arch)
                         gen = torch.Generator().manual_seed(0)
                         params = circuit.init_params(gen)
                         r = make_rule({"name": rule, "weight_decay": tr["weight_decay"], **grid["rules"][rule]})
                         state = r.init_state(circuit, params, gen)
                         with torch.no_grad():
                             _, records = circuit.forward(params, task.probe[:2], record=True)
-                        r.step(circuit, params, state, x, y, loss_fn)
+                        r.step(circuit, params, state, x, y, ttask.loss_fn)
                     except LearnscopeError as err:
                         raise ConfigError(f"{where}: {err}") from None
                     except Exception as err:  # noqa: BLE001 - any failure here would fail every such network
@@ -334,6 +400,8 @@ def expand(grid: dict) -> list[dict]:
     for task, arch, rule, bs, mult, seed in itertools.product(
         g["tasks"], g["architectures"], g["rules"], g["batch_sizes"], g["learning_rates"], g["seeds"]
     ):
+        if is_excluded(g.get("exclude", []), task=task, architecture=arch, rule=rule, batch_size=bs, seed=seed):
+            continue
         params = dict(grid["rules"][rule])
         base_lr = params.pop("lr")
         mult = mult * lr_jitter(grid["training"].get("lr_spread", 1.0), task, arch, bs, mult, seed)

@@ -69,8 +69,8 @@ __all__ = [
     "GRADAVG_MODES", "GRADAVG_OBS", "MEASURES", "MODEL_KEYS", "NOISE_MODES", "OBSERVABLE_SETS", "OBS_CLASSES",
     "SMALL_LAYER_POLICIES", "STATISTICS", "WEIGHT_LAYOUTS", "WEIGHT_NORM_MODES", "Condition", "activity_generator",
     "activity_statistics", "check_probes", "check_recordable", "gradavg", "is_original_model", "measure_layer",
-    "noise_seed", "obfuscate", "obs_name", "percentile_index", "percentile_nearest", "recorded_activity",
-    "tensor_statistics", "to_tf_layout", "unit_count", "unit_subset",
+    "measure_layer_members", "member_statistics", "noise_seed", "obfuscate", "obs_name", "percentile_index",
+    "percentile_nearest", "recorded_activity", "tensor_statistics", "to_tf_layout", "unit_count", "unit_subset",
 ]
 
 WEIGHT_LAYOUTS: tuple[str, ...] = ("as_given", "torch")
@@ -309,3 +309,165 @@ def measure_layer(weight: torch.Tensor, x_in: torch.Tensor, act: torch.Tensor,
         for function in FUNCTIONS:
             out[obs_name("gradavg", function, "id")] = float(per_function[function].mean())
     return {name: out[name] for name in ALL_OBS}
+
+
+# ---------------------------------------------------------------- the same measurement for E networks at once
+# (the ensemble path of identify.simulation: one call per layer and condition instead of one per network)
+
+
+def member_statistics(T: torch.Tensor, measure: str, weight_norm_mode: str = "rows") -> list[dict[str, float]]:
+    """:func:`tensor_statistics` of each ``T[e]`` of a stack ``(E, …)`` in one pass: ``[stats of T[0], …]``.
+
+    The same definitions (module docstring of :mod:`~learnscope.identify.obs_stats`) with every reduction over the
+    member's own axes; the values equal ``tensor_statistics(T[e], measure, weight_norm_mode)`` up to the float64
+    rounding of batched reductions.
+    """
+    if measure not in MEASURES:
+        raise UnknownNameError("measure", measure, MEASURES)
+    if weight_norm_mode not in WEIGHT_NORM_MODES:
+        raise UnknownNameError("weight_norm_mode", weight_norm_mode, WEIGHT_NORM_MODES)
+    min_ndim = 2 if measure == "weight" else 3
+    if T.ndim < min_ndim or T.numel() == 0:
+        raise ShapeError(f"a stack (E, …) of {measure} tensors is needed, got {tuple(T.shape)}")
+    T = T.detach().to(torch.float64)
+    E = T.shape[0]
+    flat_raw = T.reshape(E, 1, -1) if measure == "weight" else T.reshape(E, T.shape[1], -1)
+    n = flat_raw.shape[-1]
+    k50, k75 = percentile_index(n, 50.0) + 1, percentile_index(n, 75.0) + 1
+    quantiles = {}
+    for function, V in (("raw", flat_raw), ("abs", flat_raw.abs())):
+        part = torch.from_numpy(np.partition(V.numpy(), [k50 - 1, k75 - 1], axis=-1))
+        quantiles[function] = (part[..., k50 - 1], part[..., k75 - 1])
+    quantiles["sq"] = (quantiles["abs"][0].square(), quantiles["abs"][1].square())
+    columns: dict[str, list[float]] = {}
+    for function in FUNCTIONS:
+        U = T if function == "raw" else (T.abs() if function == "abs" else T * T)
+        flat = U.reshape(flat_raw.shape)
+        if measure == "act":
+            norm = flat.norm(dim=-1)
+        elif weight_norm_mode == "rows":
+            norm = U.reshape(E, U.shape[1], -1).norm(dim=-1)
+        else:
+            norm = U.reshape(E, -1).norm(dim=-1).reshape(E, 1)
+        mean = flat.mean(dim=-1)
+        centred = flat - mean[..., None]
+        var = centred.square().mean(dim=-1)
+        median, third = quantiles[function]
+        values = {"mean": mean, "median": median, "thirdquartile": third, "var": var,
+                  "skew": 3.0 * (mean - median) / var.sqrt(),
+                  "kurtosis": centred.square().square().mean(dim=-1) / var.square()}
+        # one batch mean for the statistics of one shape ((E, N) or (E, 1)); the rows' norms may have another
+        names = [st for st in STATISTICS if st != "norm"]
+        per_member = dict(zip(names, torch.stack([values[st] for st in names]).mean(dim=-1).tolist(), strict=True))
+        per_member["norm"] = norm.mean(dim=-1).tolist()
+        for statistic in STATISTICS:
+            columns[f"{measure}{function}_{statistic}"] = per_member[statistic]
+    return [{name: col[e] for name, col in columns.items()} for e in range(E)]
+
+
+def _obfuscate_members(T: torch.Tensor, c: Condition, *, flatten_all: bool,
+                       noise_generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`obfuscate` of each member of ``T (E, …)`` with the same noise draw for all (``T[0]``'s shape, as each
+    member's own fresh generator of the one-network path draws it) and the same unit subset."""
+    if c.sigma > 0:
+        if noise_generator is None:
+            raise ConfigError("sigma > 0 needs a noise_generator (a seeded torch.Generator)")
+        lead = (T.shape[0], *([1] * (T.ndim - 1)))
+        if c.noise_mode == "absolute":
+            scale: float | torch.Tensor = c.sigma
+        else:
+            scale = torch.tensor([c.sigma * float(t.std(correction=0)) for t in T], dtype=T.dtype).reshape(lead)
+        eps = torch.randn(T.shape[1:], generator=noise_generator, dtype=T.dtype, device=T.device)
+        T = T + scale * eps
+    if c.frac is not None or c.units is not None:
+        E = T.shape[0]
+        flat = T.reshape(E, 1, -1) if flatten_all else T.reshape(E, T.shape[1], -1)
+        idx = unit_subset(flat.shape[-1], c.frac, c.seed, units=c.units, small_layers=c.small_layers)
+        if idx is not None:
+            T = flat[..., torch.tensor(idx, device=T.device)]
+    return T
+
+
+def _gradavg_members(layer_fn: Callable[[torch.Tensor], torch.Tensor], x_in: torch.Tensor, c: Condition,
+                     noise_generator: torch.Generator | None, cache: dict | None = None) -> torch.Tensor:
+    """:func:`gradavg` of each member: ``x_in (E, N, …)`` through the ensemble ``layer_fn``; returns ``(E, N)``.
+
+    ``cache``: Jacobians already computed for this layer input and ``layer_fn``, keyed by what selects the kept
+    outputs (conditions that keep the same outputs share one backward pass; the noise is drawn per condition)."""
+    E, n = x_in.shape[:2]
+    key = "all outputs"  # shared only by conditions without a unit subset
+    if cache is None or c.frac is not None or c.units is not None or key not in cache:
+        x = x_in.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = layer_fn(x).reshape(E, n, -1)
+            s_out = unit_subset(y.shape[-1], c.frac, c.seed + rng.GRADAVG_OUTPUT_OFFSET_OF_ORIGINAL_CODE,
+                                units=c.units, small_layers=c.small_layers)
+            kept = y if s_out is None else y[..., torch.tensor(s_out, device=y.device)]
+            (jac,) = torch.autograd.grad(kept.sum(), x)
+        found = (jac.reshape(E, n, -1).to(torch.float64), kept.shape[-1])
+        if cache is not None and c.frac is None and c.units is None:
+            cache[key] = found
+    else:
+        found = cache[key]
+    jac = _obfuscate_members(found[0], c, flatten_all=False, noise_generator=noise_generator)
+    return jac.sum(dim=-1) / found[1]
+
+
+def measure_layer_members(weight: torch.Tensor, x_in: torch.Tensor, act: torch.Tensor,
+                          layer_fn: Callable[[torch.Tensor], torch.Tensor], condition: Condition, *,
+                          layer_fn_feedback: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          noise_generator: torch.Generator | None = None, weight_layout: str = "as_given",
+                          network_keys: list[int], layer_index: int = 0, session: int = 0,
+                          jacobians: dict | None = None) -> list[dict[str, float]]:
+    """:func:`measure_layer` for the same layer of E networks at once: ``[observables of member e, …]``.
+
+    weight : ``(E, *weight_shape)``; x_in, act : ``(E, N, …)``; layer_fn (and layer_fn_feedback) map ``(E, N, …)``
+    inputs to ``(E, N, …)`` outputs member by member (``Circuit.layer_forward`` with ensemble parameters).
+    noise_generator : the condition's noise stream for this layer and checkpoint, drawn once and shared: the
+    one-network path gives every network a fresh generator of the same stream, so all members get the same draws.
+    network_keys : one per member (activity-only conditions draw per network: they run :func:`measure_layer`
+    member by member).
+    jacobians : an empty dict shared by the calls for one layer input (one layer, one checkpoint): conditions that
+    record every output unit then share one Jacobian (the same values; only their noise differs).
+
+    Values equal ``measure_layer`` on each member up to the float rounding of batched kernels.
+    """
+    if not isinstance(condition, Condition):
+        raise ConfigError(f"condition must be a Condition, got {type(condition).__name__}")
+    if weight_layout not in WEIGHT_LAYOUTS:
+        raise UnknownNameError("weight_layout", weight_layout, WEIGHT_LAYOUTS)
+    E = weight.shape[0]
+    if len(network_keys) != E or x_in.shape[0] != E or act.shape[0] != E or act.shape[1] != x_in.shape[1]:
+        raise ShapeError(f"weight, x_in and act must stack the same E={E} members (one network key each), got "
+                         f"{tuple(x_in.shape)}, {tuple(act.shape)} and {len(network_keys)} keys")
+    c = condition
+    if c.activity_only:
+        return [measure_layer(weight[e], x_in[e], act[e], layer_fn, c, network_key=network_keys[e],
+                              layer_index=layer_index, session=session, weight_layout=weight_layout)
+                for e in range(E)]
+    if noise_generator is None and c.sigma > 0:
+        raise ConfigError("sigma > 0 needs the condition's noise_generator")
+    outs: list[dict[str, float]] = [dict.fromkeys(ALL_OBS, math.nan) for _ in range(E)]
+    record_all = c.observables == "all"
+    if record_all:
+        w = weight.detach().to(torch.float64)
+        if weight_layout == "torch":
+            w = w.permute(0, 3, 4, 2, 1) if w.ndim == 5 else (w.transpose(1, 2) if w.ndim == 3 else w)
+        for out, stats in zip(outs, member_statistics(_obfuscate_members(w, c, flatten_all=True,
+                                                                          noise_generator=noise_generator),
+                                                      "weight", c.weight_norm_mode), strict=True):
+            out.update(stats)
+    elif c.sigma > 0:  # the weight's draws are skipped, as in measure_layer
+        torch.randn(weight[0].numel(), generator=noise_generator, dtype=torch.float64)
+    acts = _obfuscate_members(act.detach().to(torch.float64), c, flatten_all=False, noise_generator=noise_generator)
+    for out, stats in zip(outs, member_statistics(acts, "act"), strict=True):
+        out.update(stats)
+    if record_all:
+        fn = layer_fn if c.gradavg_mode == "forward" or layer_fn_feedback is None else layer_fn_feedback
+        g = _gradavg_members(fn, x_in, c, noise_generator,
+                             None if jacobians is None else jacobians.setdefault(fn is layer_fn, {}))
+        means = {"raw": g.mean(-1), "sq": (g * g).mean(-1), "abs": g.abs().mean(-1)}
+        for function in FUNCTIONS:
+            for e, v in enumerate(means[function].tolist()):
+                outs[e][obs_name("gradavg", function, "id")] = v
+    return [{name: out[name] for name in ALL_OBS} for out in outs]
