@@ -67,7 +67,7 @@ from learnscope.identify.simulation import (
 from learnscope.identify.training_task import Evaluation
 from learnscope.plasticity.optimisers import safe_sqrt
 from learnscope.plasticity.rules import Rule, RuleState
-from learnscope.plasticity.transports import LEARNED_FEEDBACK, transport_matrices
+from learnscope.plasticity.transports import LEARNED_FEEDBACK
 from learnscope.validation import check_positive_int
 
 __all__ = [
@@ -377,25 +377,15 @@ def record_members(circuit, params: list[Tensor], rule: Rule, feedback: list[Ten
     ``_record`` gives each member alone (same order, same values up to float rounding).
 
     params, feedback : ensemble form (leading E). metas, network_keys : one per member."""
-    with torch.no_grad():
-        _, records = circuit.forward(params, probe, record=True)
-    transport = transport_matrices(rule.transport, circuit, params, feedback)  # for gradavg_mode "as_original"
     rows: list[list[dict]] = [[] for _ in metas]
-    for layer in circuit.layers:
+    for layer, weight, x_in, out, forward_fn, feedback_fn in simulation.recorded_layers(circuit, params, rule,
+                                                                                        feedback, probe):
         li = layer.index
-        weight = params[2 * li].detach()
-
-        def forward_fn(x, li=li):
-            return circuit.layer_forward(params, li, x)
-
-        def feedback_fn(x, li=li):
-            return circuit.layer_forward(params, li, x, transport=transport, feedback=feedback)
-
         jacobians: dict = {}  # one backward pass per layer for the conditions that keep every unit
         for ci, cond, ckpt in conditions:
             noise = rng.network_generator(cond.seed, li, ckpt, ci)
-            values = measure_layer_members(weight, records[li]["input"].detach(), records[li]["output"].detach(),
-                                           forward_fn, cond, layer_fn_feedback=feedback_fn, noise_generator=noise,
+            values = measure_layer_members(weight, x_in, out, forward_fn, cond, layer_fn_feedback=feedback_fn,
+                                           noise_generator=noise,
                                            weight_layout="torch" if weight.ndim == 5 else "as_given",
                                            network_keys=network_keys, layer_index=li, session=ckpt,
                                            jacobians=jacobians)

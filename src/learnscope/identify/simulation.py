@@ -87,6 +87,27 @@ def checkpoint_steps(total_steps: int, checkpoints: int) -> np.ndarray:
     return np.round(np.linspace(0, total_steps, checkpoints)).astype(int)
 
 
+def recorded_layers(circuit: Circuit, params, rule: Rule, feedback, probe: torch.Tensor) -> Iterator[tuple]:
+    """What an experimenter records of each layer on the probe batch, for :func:`_record` and its ensemble form:
+    ``(layer, weight, input, output, forward_fn, feedback_fn)`` with the layer's map from its input to its output
+    (the true Jacobian) and the same map with the error sent back through the rule's B (``gradavg_mode =
+    "as_original"``, identify-spec §4.3). Tensors detached; ensemble form when ``params`` have a leading E."""
+    with torch.no_grad():
+        _, records = circuit.forward(params, probe, record=True)
+    transport = transport_matrices(rule.transport, circuit, params, feedback)
+    for layer in circuit.layers:
+        li = layer.index
+
+        def forward_fn(x, li=li):
+            return circuit.layer_forward(params, li, x)
+
+        def feedback_fn(x, li=li):
+            return circuit.layer_forward(params, li, x, transport=transport, feedback=feedback)
+
+        yield (layer, params[2 * li].detach(), records[li]["input"].detach(), records[li]["output"].detach(),
+               forward_fn, feedback_fn)
+
+
 def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, conditions: list[tuple[int, Condition, int]],
             meta: dict, step: int, frac: float, network_key: int) -> list[dict]:
     """All observables of every layer under the given conditions at one step (rows of the store).
@@ -102,24 +123,13 @@ def _record(circuit: Circuit, params, rule, feedback, probe: torch.Tensor, condi
         from learnscope.identify.ensemble import record_members
 
         return record_members(circuit, params, rule, feedback, probe, conditions, meta, step, frac, network_key)
-    with torch.no_grad():
-        _, records = circuit.forward(params, probe, record=True)
-    transport = transport_matrices(rule.transport, circuit, params, feedback)  # for gradavg_mode "as_original"
     rows = []
-    for layer in circuit.layers:
+    for layer, weight, x_in, out, forward_fn, feedback_fn in recorded_layers(circuit, params, rule, feedback, probe):
         li = layer.index
-        weight = params[2 * li].detach()
-
-        def forward_fn(x, li=li):
-            return circuit.layer_forward(params, li, x)
-
-        def feedback_fn(x, li=li):
-            return circuit.layer_forward(params, li, x, transport=transport, feedback=feedback)
-
         for ci, cond, ckpt_index in conditions:
             noise = rng.network_generator(cond.seed, li, ckpt_index, ci)
-            values = measure_layer(weight, records[li]["input"].detach(), records[li]["output"].detach(), forward_fn,
-                                   cond, layer_fn_feedback=feedback_fn, noise_generator=noise,
+            values = measure_layer(weight, x_in, out, forward_fn, cond, layer_fn_feedback=feedback_fn,
+                                   noise_generator=noise,
                                    weight_layout="torch" if weight.ndim == 4 else "as_given",
                                    network_key=network_key, layer_index=li, session=ckpt_index)
             rows.append(meta | {"layer": layer.name, "layer_index": li, "group": layer.group, "condition": cond.name,
