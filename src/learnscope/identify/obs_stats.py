@@ -75,43 +75,59 @@ def tensor_statistics(T: torch.Tensor, measure: str, weight_norm_mode: str = "ro
     if T.ndim < min_ndim or T.numel() == 0:
         layout = "(at least one axis, non-empty)" if measure == "weight" else "(N, units...) non-empty"
         raise ShapeError(f"{measure} tensor must have shape {layout}, got {tuple(T.shape)}")
+    return member_statistics(T[None], measure, weight_norm_mode)[0]
+
+
+def member_statistics(T: torch.Tensor, measure: str, weight_norm_mode: str = "rows") -> list[dict[str, float]]:
+    """:func:`tensor_statistics` of each ``T[e]`` of a stack ``(E, …)`` in one pass: ``[stats of T[0], …]``.
+
+    The same definitions (module docstring of :mod:`~learnscope.identify.obs_stats`) with every reduction over the
+    member's own axes; the values equal ``tensor_statistics(T[e], measure, weight_norm_mode)`` up to the float64
+    rounding of batched reductions.
+    """
+    if measure not in MEASURES:
+        raise UnknownNameError("measure", measure, MEASURES)
+    if weight_norm_mode not in WEIGHT_NORM_MODES:
+        raise UnknownNameError("weight_norm_mode", weight_norm_mode, WEIGHT_NORM_MODES)
+    min_ndim = 2 if measure == "weight" else 3
+    if T.ndim < min_ndim or T.numel() == 0:
+        raise ShapeError(f"a stack (E, …) of {measure} tensors is needed, got {tuple(T.shape)}")
     T = T.detach().to(torch.float64)
-    flat_raw = T.reshape(1, -1) if measure == "weight" else T.reshape(T.shape[0], -1)
-    n = flat_raw.shape[1]
+    E = T.shape[0]
+    flat_raw = T.reshape(E, 1, -1) if measure == "weight" else T.reshape(E, T.shape[1], -1)
+    n = flat_raw.shape[-1]
     k50, k75 = percentile_index(n, 50.0) + 1, percentile_index(n, 75.0) + 1
     quantiles = {}
     for function, V in (("raw", flat_raw), ("abs", flat_raw.abs())):
         # one introselect pass for both order statistics (~1.5-2x faster than two torch.kthvalue calls)
-        part = torch.from_numpy(np.partition(V.numpy(), [k50 - 1, k75 - 1], axis=1))
-        quantiles[function] = (part[:, k50 - 1], part[:, k75 - 1])
+        part = torch.from_numpy(np.partition(V.numpy(), [k50 - 1, k75 - 1], axis=-1))
+        quantiles[function] = (part[..., k50 - 1], part[..., k75 - 1])
     # x*x == |x|*|x| exactly and squaring is monotone on |x|, so the order statistics of x² are those of |x|, squared
     quantiles["sq"] = (quantiles["abs"][0].square(), quantiles["abs"][1].square())
-    out: dict[str, float] = {}
+    columns: dict[str, list[float]] = {}
     for function in FUNCTIONS:
         U = T if function == "raw" else (T.abs() if function == "abs" else T * T)
         flat = U.reshape(flat_raw.shape)
         if measure == "act":
-            norm = flat.norm(dim=1)
+            norm = flat.norm(dim=-1)
         elif weight_norm_mode == "rows":
-            norm = U.reshape(U.shape[0], -1).norm(dim=1)
+            norm = U.reshape(E, U.shape[1], -1).norm(dim=-1)
         else:
-            norm = U.norm().reshape(1)
-        mean = flat.mean(dim=1)
-        centred = flat - mean[:, None]
-        var = centred.square().mean(dim=1)
+            norm = U.reshape(E, -1).norm(dim=-1).reshape(E, 1)
+        mean = flat.mean(dim=-1)
+        centred = flat - mean[..., None]
+        var = centred.square().mean(dim=-1)
         median, third = quantiles[function]
-        values = {
-            "norm": norm,
-            "mean": mean,
-            "median": median,
-            "thirdquartile": third,
-            "var": var,
-            "skew": 3.0 * (mean - median) / var.sqrt(),
-            "kurtosis": centred.square().square().mean(dim=1) / var.square(),
-        }
+        values = {"mean": mean, "median": median, "thirdquartile": third, "var": var,
+                  "skew": 3.0 * (mean - median) / var.sqrt(),
+                  "kurtosis": centred.square().square().mean(dim=-1) / var.square()}
+        # one batch mean for the statistics of one shape ((E, N) or (E, 1)); the rows' norms may have another
+        names = [st for st in STATISTICS if st != "norm"]
+        per_member = dict(zip(names, torch.stack([values[st] for st in names]).mean(dim=-1).tolist(), strict=True))
+        per_member["norm"] = norm.mean(dim=-1).tolist()
         for statistic in STATISTICS:
-            out[f"{measure}{function}_{statistic}"] = float(values[statistic].mean())
-    return out
+            columns[f"{measure}{function}_{statistic}"] = per_member[statistic]
+    return [{name: col[e] for name, col in columns.items()} for e in range(E)]
 
 
 def activity_statistics(act: np.ndarray | torch.Tensor) -> dict[str, float] | dict[str, np.ndarray]:

@@ -58,6 +58,7 @@ from learnscope.identify.obs_names import (
 from learnscope.identify.obs_stats import (
     WEIGHT_NORM_MODES,
     activity_statistics,
+    member_statistics,
     percentile_index,
     percentile_nearest,
     tensor_statistics,
@@ -313,56 +314,6 @@ def measure_layer(weight: torch.Tensor, x_in: torch.Tensor, act: torch.Tensor,
 
 # ---------------------------------------------------------------- the same measurement for E networks at once
 # (the ensemble path of identify.simulation: one call per layer and condition instead of one per network)
-
-
-def member_statistics(T: torch.Tensor, measure: str, weight_norm_mode: str = "rows") -> list[dict[str, float]]:
-    """:func:`tensor_statistics` of each ``T[e]`` of a stack ``(E, …)`` in one pass: ``[stats of T[0], …]``.
-
-    The same definitions (module docstring of :mod:`~learnscope.identify.obs_stats`) with every reduction over the
-    member's own axes; the values equal ``tensor_statistics(T[e], measure, weight_norm_mode)`` up to the float64
-    rounding of batched reductions.
-    """
-    if measure not in MEASURES:
-        raise UnknownNameError("measure", measure, MEASURES)
-    if weight_norm_mode not in WEIGHT_NORM_MODES:
-        raise UnknownNameError("weight_norm_mode", weight_norm_mode, WEIGHT_NORM_MODES)
-    min_ndim = 2 if measure == "weight" else 3
-    if T.ndim < min_ndim or T.numel() == 0:
-        raise ShapeError(f"a stack (E, …) of {measure} tensors is needed, got {tuple(T.shape)}")
-    T = T.detach().to(torch.float64)
-    E = T.shape[0]
-    flat_raw = T.reshape(E, 1, -1) if measure == "weight" else T.reshape(E, T.shape[1], -1)
-    n = flat_raw.shape[-1]
-    k50, k75 = percentile_index(n, 50.0) + 1, percentile_index(n, 75.0) + 1
-    quantiles = {}
-    for function, V in (("raw", flat_raw), ("abs", flat_raw.abs())):
-        part = torch.from_numpy(np.partition(V.numpy(), [k50 - 1, k75 - 1], axis=-1))
-        quantiles[function] = (part[..., k50 - 1], part[..., k75 - 1])
-    quantiles["sq"] = (quantiles["abs"][0].square(), quantiles["abs"][1].square())
-    columns: dict[str, list[float]] = {}
-    for function in FUNCTIONS:
-        U = T if function == "raw" else (T.abs() if function == "abs" else T * T)
-        flat = U.reshape(flat_raw.shape)
-        if measure == "act":
-            norm = flat.norm(dim=-1)
-        elif weight_norm_mode == "rows":
-            norm = U.reshape(E, U.shape[1], -1).norm(dim=-1)
-        else:
-            norm = U.reshape(E, -1).norm(dim=-1).reshape(E, 1)
-        mean = flat.mean(dim=-1)
-        centred = flat - mean[..., None]
-        var = centred.square().mean(dim=-1)
-        median, third = quantiles[function]
-        values = {"mean": mean, "median": median, "thirdquartile": third, "var": var,
-                  "skew": 3.0 * (mean - median) / var.sqrt(),
-                  "kurtosis": centred.square().square().mean(dim=-1) / var.square()}
-        # one batch mean for the statistics of one shape ((E, N) or (E, 1)); the rows' norms may have another
-        names = [st for st in STATISTICS if st != "norm"]
-        per_member = dict(zip(names, torch.stack([values[st] for st in names]).mean(dim=-1).tolist(), strict=True))
-        per_member["norm"] = norm.mean(dim=-1).tolist()
-        for statistic in STATISTICS:
-            columns[f"{measure}{function}_{statistic}"] = per_member[statistic]
-    return [{name: col[e] for name, col in columns.items()} for e in range(E)]
 
 
 def _obfuscate_members(T: torch.Tensor, c: Condition, *, flatten_all: bool,
