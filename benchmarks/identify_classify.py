@@ -22,11 +22,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 STORE = ROOT / "runs" / "bench_identify_tier1"
 
 
-def run(classifiers: tuple[str, ...] = ("rf", "hgb")) -> dict:
+def run(classifiers: tuple[str, ...] = ("rf", "hgb"), jobs: int = 2) -> dict:
     out_dir = ROOT / "runs" / "bench_identify_classify"
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    results = run_all(STORE, classifiers=classifiers, grid="reduced", n_splits=10, seed=0, progress=True)
+    results = run_all(STORE, classifiers=classifiers, grid="reduced", n_splits=10, seed=0, progress=True, jobs=jobs)
     write_run_dir(out_dir, kind="identify-classify", metrics=results)
     write_report(results, out_dir)
     wall = time.perf_counter() - t0  # the analyses and their output, as `identify classify` runs them
@@ -35,7 +35,7 @@ def run(classifiers: tuple[str, ...] = ("rf", "hgb")) -> dict:
         "machine": machine_info(),
         "goal": "full analysis of tier 1 with reduced grids <= 10 min on 2 cores",
         "store": str(STORE.relative_to(ROOT)), "classifiers": list(classifiers), "grid": "reduced", "n_splits": 10,
-        "wall_s": wall, "timing": results.get("timing"),
+        "jobs": jobs, "wall_s": wall, "timing": results.get("timing"),
         "accuracy": {f"{c['classifier']}/{c['obs_class']}": [c["accuracy_mean"], c["accuracy_sem"]]
                      for c in main["cells"]},
         "row_vs_network": main["row_vs_network"],

@@ -397,6 +397,12 @@ def test_the_plan_counts_the_fits_the_run_performs_and_estimating_changes_no_num
     assert res["timing"]["n_fits"] == plan.runner.done == plan.n_fits
     again = run_all(frames, progress=False, **settings)
     assert {k: v for k, v in again.items() if k != "timing"} == {k: v for k, v in res.items() if k != "timing"}
+    # two worker processes fit the same jobs first: the same numbers, every fit counted once, each timed
+    parallel = run_all(frames, progress=False, jobs=2, **settings)
+    assert {k: v for k, v in parallel.items() if k != "timing"} == {k: v for k, v in res.items() if k != "timing"}
+    assert parallel["timing"]["n_fits"] == plan.n_fits
+    assert set(parallel["timing"]["fit_s_per_analysis"]) == set(tables.ANALYSES)
+    assert all(parallel["timing"]["fit_s_per_analysis"][a] > 0 for a, n in plan.fits_per_analysis.items() if n)
 
 
 # --------------------------------------------------------------------------------------------------------------

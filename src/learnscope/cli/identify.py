@@ -261,6 +261,7 @@ def classify_cmd(
     grid: str = typer.Option("reduced", help="Hyper-parameter grids: original (the paper's), reduced or none."),
     n_splits: int = typer.Option(10, "--n-splits", help="Outer 75/25 network-grouped splits."),
     seed: int = typer.Option(0),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes fitting models in parallel (same numbers)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar over model fits."),
 ) -> None:
@@ -279,7 +280,7 @@ def classify_cmd(
     names = tuple(c.strip() for c in classifiers.split(",") if c.strip())
     with staged_output(out, force) as stage:
         results = write_classify_run(store, stage, classifiers=names, grid=grid, n_splits=n_splits, seed=seed,
-                                     progress=progress)
+                                     progress=progress, jobs=jobs)
     print_main_table(results)
     typer.echo(f"report: {shown(out / 'report.html')}")
 
@@ -293,7 +294,7 @@ def print_main_table(results: dict) -> None:
 
 
 def write_classify_run(store: Path, stage: Path, *, classifiers: tuple[str, ...], grid: str, n_splits: int, seed: int,
-                       progress: bool) -> dict:
+                       progress: bool, jobs: int = 1) -> dict:
     """Print the plan and its time estimate, run every analysis on ``store``, and write the run directory and its
     report into ``stage``; returns the results (:class:`learnscope.identify.tables.ClassifyResults`)."""
     from learnscope.fileio import shown
@@ -301,7 +302,7 @@ def write_classify_run(store: Path, stage: Path, *, classifiers: tuple[str, ...]
     from learnscope.report.identify_report import write_report
     from learnscope.results import write_run_dir
 
-    plan = plan_all(store, classifiers=classifiers, grid=grid, n_splits=n_splits, seed=seed)
+    plan = plan_all(store, classifiers=classifiers, grid=grid, n_splits=n_splits, seed=seed, jobs=jobs)
     s, d = plan.settings, plan.dataset
     typer.echo(f"{shown(store)}: {d['n_networks']} networks, {len(d['rules'])} rules, {len(d['tasks'])} "
                f"task(s), {len(d['objectives'])} objective(s), {len(d['architectures'])} architecture(s), "

@@ -66,7 +66,11 @@ class ClassifyPlan:
     """Every analysis a store supports, planned but not yet fitted (:func:`plan_all`); :meth:`run` fits them.
 
     ``fits_per_analysis`` counts the outer-split fits each analysis adds (a fit shared with an earlier analysis
-    counts once, for the first); :attr:`n_fits` is their sum, the length of the progress bar."""
+    counts once, for the first); :attr:`n_fits` is their sum, the length of the progress bar. ``jobs`` worker
+    processes fit the planned jobs before the analyses read them (1: each fit on first use, in this process).
+    ``timing`` in the results: ``per_analysis_s`` is each analysis's wall time after the parallel fits
+    (``parallel_fits``), ``fit_s_per_analysis`` the fit time of the jobs each analysis brought (counted for the
+    first analysis that needs a job), wherever they ran."""
 
     frames: Frames
     settings: Settings
@@ -74,6 +78,7 @@ class ClassifyPlan:
     runner: Runner
     fits_per_analysis: dict[str, int]
     planning_s: float
+    jobs: int = 1
 
     @property
     def n_fits(self) -> int:
@@ -85,8 +90,9 @@ class ClassifyPlan:
 
     def estimate_seconds(self) -> float:
         """A rough wall time of :meth:`run` (:meth:`Runner.estimate_seconds`: one timed fit per classifier, scaled
-        by each job's features); taking it costs about one fit per classifier."""
-        return self.runner.estimate_seconds([job for plan in self.plans.values() for job in plan.jobs])
+        by each job's features, divided by ``jobs`` worker processes); taking it costs about one fit per
+        classifier."""
+        return self.runner.estimate_seconds([job for plan in self.plans.values() for job in plan.jobs]) / self.jobs
 
     def run(self, progress: bool = True) -> ClassifyResults:
         """Fit every planned job (a tqdm bar over outer-split fits unless ``progress=False``) and return the
@@ -106,6 +112,10 @@ class ClassifyPlan:
         results: dict[str, Any] = {"settings": self.settings, "dataset": _summary(self.frames)}
         timings, skipped = {}, {}
         try:
+            if self.jobs > 1:
+                t0 = time.perf_counter()
+                self.runner.prefetch([job for plan in self.plans.values() for job in plan.jobs], self.jobs)
+                timings["parallel_fits"] = time.perf_counter() - t0
             for name, plan in self.plans.items():
                 t0 = time.perf_counter()
                 res = plan.finish(self.runner)
@@ -116,17 +126,26 @@ class ClassifyPlan:
             bar.close()
             self.runner.progress = None
         results["skipped"] = skipped
-        results["timing"] = {"total_s": self.planning_s + time.perf_counter() - t_start,
-                             "per_analysis_s": timings, "n_fits": self.runner.done}
+        owner: dict = {}
+        for name, plan in self.plans.items():
+            for job in plan.jobs:
+                owner.setdefault(job, name)
+        fit_s = dict.fromkeys(self.plans, 0.0)
+        for job, seconds in self.runner.fit_seconds.items():
+            if job in owner:
+                fit_s[owner[job]] += seconds
+        results["timing"] = {"total_s": self.planning_s + time.perf_counter() - t_start, "jobs": self.jobs,
+                             "per_analysis_s": timings, "fit_s_per_analysis": fit_s, "n_fits": self.runner.done}
         return to_jsonable(results)
 
 
 def plan_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str = "reduced", n_splits: int = 10,
              seed: int = 0, *, curve_classifiers: Sequence[str] | None = None, n_repeats: int = 3,
-             ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS) -> ClassifyPlan:
+             ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS, jobs: int = 1) -> ClassifyPlan:
     """Check the settings and the store, and plan every analysis it supports without fitting (arguments as for
     :func:`run_all`). Bad settings or a store too small raise a one-line error here, before any work."""
     t_start = time.perf_counter()
+    check_positive_int("jobs", jobs)
     classifiers = check_settings(classifiers, grid, n_splits, seed)
     if curve_classifiers is None:
         curve_classifiers = ("rf",) if "rf" in classifiers else classifiers[:1]
@@ -141,12 +160,13 @@ def plan_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: st
     settings: Settings = {"classifiers": list(classifiers), "curve_classifiers": list(curve_classifiers),
                           "importance_classifier": imp_clf, "grid": grid, "n_splits": n_splits, "seed": seed,
                           "split_mode": "network", "test_size": DEFAULT_TEST_SIZE, "n_repeats": n_repeats}
-    return ClassifyPlan(frames, settings, plans, runner, fits, time.perf_counter() - t_start)
+    return ClassifyPlan(frames, settings, plans, runner, fits, time.perf_counter() - t_start, jobs)
 
 
 def run_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str = "reduced", n_splits: int = 10,
             seed: int = 0, progress: bool = True, *, curve_classifiers: Sequence[str] | None = None,
-            n_repeats: int = 3, ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS) -> ClassifyResults:
+            n_repeats: int = 3, ks: Sequence[int] = DEFAULT_KS, ms: Sequence[int] = DEFAULT_MS,
+            jobs: int = 1) -> ClassifyResults:
     """Every analysis the store supports; returns their tables (:class:`~learnscope.identify.tables.
     ClassifyResults`) and writes nothing.
 
@@ -157,10 +177,12 @@ def run_all(store: Source, classifiers: Sequence[str] = ("rf", "hgb"), grid: str
     Identical fits shared by several analyses run once. A tqdm bar counts outer-split fits (``progress=False``
     hides it). Analyses the store cannot support (no noise / subsampling / unit-count conditions, a single task,
     architecture or objective, no spread of batch sizes or learning rates, no performance curves) are listed
-    under ``"skipped"`` with the reason (:func:`unavailable_parts`). Same settings and store → the same numbers.
+    under ``"skipped"`` with the reason (:func:`unavailable_parts`). ``jobs`` worker processes fit the planned
+    jobs in parallel first (:meth:`~learnscope.identify.runner.Runner.prefetch`). Same settings and store → the
+    same numbers, whatever ``jobs``.
     """
     plan = plan_all(store, classifiers, grid, n_splits, seed, curve_classifiers=curve_classifiers,
-                    n_repeats=n_repeats, ks=ks, ms=ms)
+                    n_repeats=n_repeats, ks=ks, ms=ms, jobs=jobs)
     return plan.run(progress)
 
 

@@ -136,6 +136,7 @@ class Runner:
         self.frames, self.grid, self.n_splits, self.seed = frames, grid, n_splits, seed
         self.progress, self.n_repeats = progress, n_repeats
         self.cache: dict[Job, dict] = {}
+        self.fit_seconds: dict[Job, float] = {}  # wall time of each job's fits, in whichever process ran them
         self.announced: set[Job] = set()
         self.total = 0
         self.done = 0
@@ -170,19 +171,47 @@ class Runner:
         """The result of ``job``, fitted on first use."""
         if job not in self.cache:
             self.announce([job])
-            if job.kind == "importance":
-                self.cache[job] = self._importance(job)
-            else:
-                self.cache[job] = evaluate(self.dataset(job), job.classifier, job.split_mode, self.grid,
-                                           self.n_splits, self.seed, progress=lambda d, t: self.tick())
+            t0 = time.perf_counter()
+            self.cache[job] = fit_job(self.dataset(job), job, self.grid, self.n_splits, self.seed, self.n_repeats,
+                                      progress=self.tick)
+            self.fit_seconds[job] = time.perf_counter() - t0
         return self.cache[job]
+
+    def prefetch(self, jobs: Sequence[Job], n_jobs: int) -> None:
+        """Fit the distinct ``jobs`` not yet cached in ``n_jobs`` worker processes (joblib's loky), largest first,
+        and cache their results; :meth:`get` then only reads them. A job's result does not depend on where or
+        with what else it runs (each split is seeded from ``(seed, split index)``), so this gives the numbers of
+        fitting them one by one. Progress ticks ``n_fits(job)`` times as each job finishes. ``n_jobs = 1``
+        does nothing (the jobs are fitted on first use)."""
+        from joblib import Parallel, delayed
+
+        n_jobs = check_positive_int("jobs", n_jobs)
+        todo = [j for j in dict.fromkeys(jobs) if j not in self.cache]
+        if n_jobs == 1 or len(todo) < 2:
+            return
+        self.announce(todo)
+
+        def cost(job: Job) -> float:  # the columns a fit sees × its fits (what estimate_seconds scales by)
+            ds = self.dataset(job)
+            return self.n_fits(job) * ds.X.shape[1] * ds.X.shape[2] * (5 if job.kind == "importance" else 1)
+
+        todo.sort(key=cost, reverse=True)
+        calls = (delayed(_fit_job_indexed)(i, self.dataset(job), job, self.grid, self.n_splits, self.seed,
+                                           self.n_repeats) for i, job in enumerate(todo))
+        for i, result, seconds in Parallel(n_jobs=min(n_jobs, len(todo)), backend="loky",
+                                           return_as="generator_unordered")(calls):
+            self.cache[todo[i]] = result
+            self.fit_seconds[todo[i]] = seconds
+            for _ in range(self.n_fits(todo[i])):
+                self.tick()
 
     def estimate_seconds(self, jobs: Sequence[Job]) -> float:
         """A rough wall time of fitting the distinct ``jobs`` not yet cached, in seconds.
 
         For each classifier one fit is timed: the first outer split of its first plain job on ``all`` (else its
         first job), fitted and predicted as :func:`evaluate` would. Every job is then charged
-        ``n_fits(job) × (fit + predict time) × √(columns(job) / columns(probe))`` (the square root sits between
+        ``n_fits(job) × (fit + predict time) × rows(job) / rows(probe) × √(columns(job) / columns(probe))``
+        (linear in the rows, as histogram boosting and, up to a log, forests are; the square root sits between
         random forests, whose trees draw √columns features per split, and models linear in the columns), and an
         importance job also ``n_groups × n_repeats`` predictions per split. Costs about one fit per classifier;
         the numbers of a later run are not affected (nothing is cached and there is no shared random state).
@@ -204,10 +233,10 @@ class Runner:
             t1 = time.perf_counter()
             model.predict(X[split.test])
             fit_s, predict_s = t1 - t0, time.perf_counter() - t1
-            columns = ds.X.shape[1] * ds.X.shape[2]
+            rows, columns = ds.X.shape[0], ds.X.shape[1] * ds.X.shape[2]
             for job in mine:
                 jds = self.dataset(job)
-                scale = math.sqrt(jds.X.shape[1] * jds.X.shape[2] / columns)
+                scale = jds.X.shape[0] / rows * math.sqrt(jds.X.shape[1] * jds.X.shape[2] / columns)
                 per_fit = fit_s + predict_s
                 if job.kind == "importance":
                     n_groups = len(importance_groups(list(jds.obs_names), jds.n_checkpoints)[1])
@@ -215,33 +244,53 @@ class Runner:
                 total += self.n_fits(job) * per_fit * scale
         return total
 
-    def _importance(self, job: Job) -> dict:
-        """Per-split permutation importances of the model :func:`evaluate` fits on the same split (same seeds,
-        same inner selection, through :func:`fit_split`), on that split's test rows."""
-        ds = self.dataset(job)
-        if estimator_input(job.classifier) != "2d":
-            raise ConfigError(f"importances need a classifier on flattened features; {job.classifier!r} takes 3-D "
-                              "input (use rf or hgb)")
-        X, y = ds.to_2d(), ds.y
-        groups = ds.meta["network_id"].astype(str).to_numpy()
-        splits = get_splits(ds.meta, n_splits=self.n_splits, test_size=DEFAULT_TEST_SIZE, seed=self.seed,
-                            mode="network")
-        group_names, column_groups = importance_groups(list(ds.obs_names), ds.n_checkpoints)
-        imp = np.zeros((len(splits), len(column_groups)))
-        acc = []
-        for i, split in enumerate(splits):
-            rs = split_seed_for(self.seed, i)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model, _ = fit_split(job.classifier, self.grid, X[split.train], y[split.train], groups[split.train],
-                                     rs)
-            imp[i] = grouped_permutation_importance(model, X[split.test], y[split.test], column_groups,
-                                                    self.n_repeats, np.random.default_rng(rs))
-            acc.append(float(model.score(X[split.test], y[split.test])))
-            self.tick()
-        return {"importances": imp, "accuracy": acc, "group_names": group_names,
-                "obs_names": list(ds.obs_names), "checkpoints": [int(c) for c in ds.checkpoints]}
+
+def fit_job(ds: TrajectoryDataset, job: Job, grid: str, n_splits: int, seed: int, n_repeats: int,
+            progress: Callable[[], None] | None = None) -> dict:
+    """The result of one :class:`Job` on its dataset ``ds``: :func:`~learnscope.identify.protocol.evaluate`, or
+    for ``kind="importance"`` the per-split permutation importances (:func:`split_importances`); ``progress()``
+    is called after each outer-split fit."""
+    tick = (lambda d, t: progress()) if progress is not None else None
+    if job.kind == "importance":
+        return split_importances(ds, job.classifier, grid, n_splits, seed, n_repeats, progress)
+    return evaluate(ds, job.classifier, job.split_mode, grid, n_splits, seed, progress=tick)
 
 
-__all__ = ["IMPORTANCE_CLASSES", "Job", "Plan", "Progress", "Runner", "check_classifiers", "check_settings",
-           "grouped_permutation_importance", "importance_groups"]
+def _fit_job_indexed(i: int, *args) -> tuple[int, dict, float]:
+    import torch
+
+    torch.set_num_threads(1)  # conv1d: one intra-op thread per worker process, or n workers oversubscribe the cores
+    t0 = time.perf_counter()
+    result = fit_job(*args)
+    return i, result, time.perf_counter() - t0
+
+
+def split_importances(ds: TrajectoryDataset, classifier: str, grid: str, n_splits: int, seed: int, n_repeats: int,
+                      progress: Callable[[], None] | None = None) -> dict:
+    """Per-split permutation importances of the model :func:`evaluate` fits on the same split (same seeds,
+    same inner selection, through :func:`fit_split`), on that split's test rows."""
+    if estimator_input(classifier) != "2d":
+        raise ConfigError(f"importances need a classifier on flattened features; {classifier!r} takes 3-D "
+                          "input (use rf or hgb)")
+    X, y = ds.to_2d(), ds.y
+    groups = ds.meta["network_id"].astype(str).to_numpy()
+    splits = get_splits(ds.meta, n_splits=n_splits, test_size=DEFAULT_TEST_SIZE, seed=seed, mode="network")
+    group_names, column_groups = importance_groups(list(ds.obs_names), ds.n_checkpoints)
+    imp = np.zeros((len(splits), len(column_groups)))
+    acc = []
+    for i, split in enumerate(splits):
+        rs = split_seed_for(seed, i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model, _ = fit_split(classifier, grid, X[split.train], y[split.train], groups[split.train], rs)
+        imp[i] = grouped_permutation_importance(model, X[split.test], y[split.test], column_groups, n_repeats,
+                                                np.random.default_rng(rs))
+        acc.append(float(model.score(X[split.test], y[split.test])))
+        if progress is not None:
+            progress()
+    return {"importances": imp, "accuracy": acc, "group_names": group_names,
+            "obs_names": list(ds.obs_names), "checkpoints": [int(c) for c in ds.checkpoints]}
+
+
+__all__ = ["IMPORTANCE_CLASSES", "Job", "Plan", "Progress", "Runner", "check_classifiers", "check_settings", "fit_job",
+           "grouped_permutation_importance", "importance_groups", "split_importances"]

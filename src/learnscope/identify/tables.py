@@ -560,8 +560,12 @@ class DatasetSummary(TypedDict):
 
 
 class Timing(TypedDict):
+    """Wall times in seconds (:class:`~learnscope.identify.classify.ClassifyPlan`)."""
+
     total_s: float
+    jobs: int
     per_analysis_s: dict[str, float]
+    fit_s_per_analysis: dict[str, float]
     n_fits: int
 
 
