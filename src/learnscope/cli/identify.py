@@ -37,7 +37,8 @@ def simulate_cmd(
     Everything is checked before the first network: the grid (a training shorter than its checkpoints, an
     architecture a task cannot take), --out and the files already in the store. Several runs may share one store:
     they split the networks and none is trained twice. Exits 3 when any network of the grid failed or diverged
-    (warning: lines say how many and why).
+    (warning: lines say how many and why). Ends with each rule's task performance per objective; a rule that does
+    not learn an objective gets a note: line (a finding about the grid, not a failed run).
     """
     from learnscope.cli._common import exit_on_warnings
     from learnscope.fileio import shown
@@ -65,7 +66,30 @@ def simulate_cmd(
     in_grid = [statuses[s["network_id"]] for s in plan.specs if s["network_id"] in statuses]
     typer.echo(f"store: {in_grid.count('ok')} ok, {in_grid.count('failed')} failed, "
                f"{in_grid.count('diverged')} diverged (of {len(plan.specs)})")
+    nets = plan.store.networks()
+    if not nets.empty:
+        ids = {s["network_id"] for s in plan.specs}
+        print_task_performance(nets[nets.network_id.isin(ids)])
     exit_on_warnings(outcome_warnings(plan.store, plan.specs))
+
+
+def print_task_performance(networks) -> None:
+    """The table of :func:`learnscope.identify.task_performance.task_performance` (objective × rule), and a
+    ``note:`` line for each rule that does not learn an objective: a finding about the grid, not a failed run, so
+    neither a ``warning:`` line nor the exit code changes."""
+    from learnscope.identify.task_performance import not_learned, task_performance
+
+    rows = task_performance(networks)
+    if not rows:
+        return
+    typer.echo("task performance (median over ok networks, first -> last checkpoint):")
+    width = max(len(r["objective"]) for r in rows)
+    for r in rows:
+        verdict = {True: "", False: "  does not learn", None: "  (no ok network)"}[r["learns"]]
+        typer.echo(f"  {r['objective']:{width}s} {r['rule']:5s} {r['measure']} {r['initial']:.3f} -> "
+                   f"{r['final']:.3f} (chance {r['chance']:.3g}; {r['n_ok']} ok){verdict}")
+    for message in not_learned(rows):
+        typer.echo(f"note: {message}")
 
 
 @app.command("info")
@@ -106,6 +130,7 @@ def info_cmd(store: Path = typer.Argument(..., help="A store directory written b
                    f"{r.get('reason')}")
     if len(bad) > 10:
         typer.echo(f"  … and {len(bad) - 10} more")
+    print_task_performance(nets)
     if n_failed:
         typer.echo("  (retrain the failed ones with `learnscope identify simulate <grid config> --out "
                    f"{shown(store)} --retry-failed`)")

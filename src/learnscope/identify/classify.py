@@ -22,6 +22,7 @@ from learnscope.identify.frames import Frames, check_enough_networks, clean_cond
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE
 from learnscope.identify.runner import Plan, Runner, check_classifiers, check_settings
 from learnscope.identify.tables import ClassifyResults, DatasetSummary, Settings
+from learnscope.identify.task_performance import task_performance
 from learnscope.results import to_jsonable
 from learnscope.validation import check_positive_int
 
@@ -41,6 +42,7 @@ def _summary(frames: Frames) -> DatasetSummary:
         "objectives": sorted(set(network_objectives(frames)[str(n)] for n in ds.meta["network_id"].unique())),
         "architectures": sorted(map(str, ds.meta["architecture"].unique())),
         "conditions": frames.conditions, "unspecified_conditions": frames.unspecified,
+        "task_performance": task_performance(nets),
     }
 
 

@@ -234,7 +234,9 @@ def network_objectives(frames: Frames) -> dict[str, str]:
     return out
 
 
-def _curve(value: object) -> np.ndarray | None:
+def curve_array(value: object) -> np.ndarray | None:
+    """A stored per-checkpoint curve as a float64 vector, or ``None`` if it is missing, empty or not finite
+    everywhere."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     arr = np.asarray(value, dtype=np.float64).ravel()
@@ -254,18 +256,19 @@ def performance_curves(frames: Frames) -> tuple[dict[str, np.ndarray], dict[str,
     curves, measures, chance = {}, {}, {}
     for _, row in nets.iterrows():
         nid = str(row["network_id"])
-        curve = _curve(row["performance_curve"]) if "performance_curve" in nets else None
+        curve = curve_array(row["performance_curve"]) if "performance_curve" in nets else None
         if curve is not None:
             measure = row.get("performance_measure")
             curves[nid], measures[nid] = curve, str(measure) if isinstance(measure, str) else "performance"
             value = row.get("chance_performance")
             chance[nid] = float(value) if value is not None else float("nan")
             continue
-        curve = _curve(row["test_accuracy_curve"]) if "test_accuracy_curve" in nets else None
+        curve = curve_array(row["test_accuracy_curve"]) if "test_accuracy_curve" in nets else None
         if curve is not None:
             curves[nid], measures[nid], chance[nid] = curve, "accuracy", float("nan")
     return curves, measures, chance
 
 
-__all__ = ["VIEW_SEPARATOR", "Frames", "check_enough_networks", "clean_condition", "curve_conditions", "dataset_part",
+__all__ = ["VIEW_SEPARATOR", "Frames", "check_enough_networks", "clean_condition", "curve_array", "curve_conditions",
+           "dataset_part",
            "load_frames", "network_objectives", "objective_of", "performance_curves", "unit_conditions"]

@@ -557,6 +557,7 @@ class DatasetSummary(TypedDict):
     architectures: list[str]
     conditions: list[dict[str, Any]]
     unspecified_conditions: list[str]
+    task_performance: list[dict[str, Any]]
 
 
 class Timing(TypedDict):

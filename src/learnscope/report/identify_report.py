@@ -182,7 +182,30 @@ def _data_section(results: ClassifyResults, out: Path) -> list[str]:
             ["measurement conditions", "; ".join(_describe_condition(c) for c in d["conditions"])]]
     if d.get("unspecified_conditions"):
         rows.append(["conditions without parameters (unused)", ", ".join(d["unspecified_conditions"])])
-    return [H.table(["property", "value"], rows)]
+    return [H.table(["property", "value"], rows), *_task_performance_parts(d.get("task_performance") or [])]
+
+
+def _task_performance_parts(rows: list[dict]) -> list[str]:
+    """Each rule's task performance per objective, and a warning box naming the pairs where it did not learn."""
+    from learnscope.identify.task_performance import LEARN_MARGIN, not_learned
+
+    if not rows:
+        return []
+    verdict = {True: "yes", False: "no", None: DASH}
+    table = H.table(["objective", "rule", "measure", "start (median)", "end (median)", "chance",
+                     "median improvement", "learns", "networks ok / diverged / failed"],
+                    [[r["objective"], r["rule"], r["measure"], _f(r["initial"]), _f(r["final"]), _f(r["chance"]),
+                      _f(r["improvement"], signed=True), verdict[r["learns"]],
+                      f"{r['n_ok']} / {r['n_diverged']} / {r['n_failed']}"] for r in rows])
+    parts = [H.paragraph("Task performance of each rule per objective: test performance at the first and the last "
+                         "checkpoint, median over the status-ok networks. A rule learns an objective when its median "
+                         "paired improvement and its median final performance above chance both exceed "
+                         f"{LEARN_MARGIN:g}."), table]
+    missed = not_learned(rows)
+    if missed:
+        parts.insert(0, H.warning_box("Some rules do not learn some objectives; their networks are in the dataset "
+                                      "all the same (a finding about the grid, not a failed run)", missed))
+    return parts
 
 
 def _main_section(results: ClassifyResults, out: Path) -> list[str]:
