@@ -405,6 +405,21 @@ def test_the_plan_counts_the_fits_the_run_performs_and_estimating_changes_no_num
     assert all(parallel["timing"]["fit_s_per_analysis"][a] > 0 for a, n in plan.fits_per_analysis.items() if n)
 
 
+def test_a_job_that_fails_in_a_worker_raises_where_it_is_read_and_the_others_are_kept():
+    from learnscope.identify.runner import Job, Runner
+
+    frames = make_frames({"clean": {"stats": "weight"}}, nets_per_rule=4)
+    good, bad = Job("clean", "all", "svm"), Job("clean", "all", "conv1d", kind="importance")
+    runner = Runner(frames, "none", 3, 0, None)
+    runner.prefetch([good, bad], n_jobs=2)
+    assert good in runner.cache and bad not in runner.cache
+    assert runner.total == runner.done == 3  # the failed job's fits are no longer counted as coming
+    with pytest.raises(ConfigError, match="importances need a classifier on flattened features"):
+        runner.get(bad)
+    alone = Runner(frames, "none", 3, 0, None)
+    assert runner.get(good) == alone.get(good)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the declared tables
 

@@ -181,8 +181,9 @@ class Runner:
         """Fit the distinct ``jobs`` not yet cached in ``n_jobs`` worker processes (joblib's loky), largest first,
         and cache their results; :meth:`get` then only reads them. A job's result does not depend on where or
         with what else it runs (each split is seeded from ``(seed, split index)``), so this gives the numbers of
-        fitting them one by one. Progress ticks ``n_fits(job)`` times as each job finishes. ``n_jobs = 1``
-        does nothing (the jobs are fitted on first use)."""
+        fitting them one by one. Progress ticks ``n_fits(job)`` times as each job finishes. A job that raises is
+        left uncached, for :meth:`get` to fit (and raise) where the analysis asks for it. ``n_jobs = 1`` does
+        nothing (the jobs are fitted on first use)."""
         from joblib import Parallel, delayed
 
         n_jobs = check_positive_int("jobs", n_jobs)
@@ -198,12 +199,19 @@ class Runner:
         todo.sort(key=cost, reverse=True)
         calls = (delayed(_fit_job_indexed)(i, self.dataset(job), job, self.grid, self.n_splits, self.seed,
                                            self.n_repeats) for i, job in enumerate(todo))
+        failed = []
         for i, result, seconds in Parallel(n_jobs=min(n_jobs, len(todo)), backend="loky",
                                            return_as="generator_unordered")(calls):
+            if result is None:  # get() fits it again in this process, where an analysis may expect its error
+                failed.append(todo[i])
+                continue
             self.cache[todo[i]] = result
             self.fit_seconds[todo[i]] = seconds
             for _ in range(self.n_fits(todo[i])):
                 self.tick()
+        for job in failed:
+            self.announced.discard(job)
+            self.total -= self.n_fits(job)
 
     def estimate_seconds(self, jobs: Sequence[Job]) -> float:
         """A rough wall time of fitting the distinct ``jobs`` not yet cached, in seconds.
@@ -256,12 +264,17 @@ def fit_job(ds: TrajectoryDataset, job: Job, grid: str, n_splits: int, seed: int
     return evaluate(ds, job.classifier, job.split_mode, grid, n_splits, seed, progress=tick)
 
 
-def _fit_job_indexed(i: int, *args) -> tuple[int, dict, float]:
+def _fit_job_indexed(i: int, *args) -> tuple[int, dict | None, float]:
+    """``(i, fit_job(*args), seconds)`` in a worker; ``(i, None, seconds)`` if the job raised, so that the caller
+    fits it again on first use and the error surfaces where the one-process run raises it."""
     import torch
 
     torch.set_num_threads(1)  # conv1d: one intra-op thread per worker process, or n workers oversubscribe the cores
     t0 = time.perf_counter()
-    result = fit_job(*args)
+    try:
+        result = fit_job(*args)
+    except Exception:  # noqa: BLE001 - re-raised by Runner.get in the calling process
+        result = None
     return i, result, time.perf_counter() - t0
 
 
