@@ -1,11 +1,12 @@
 """The paper's classifiers beside ours on a tier-2 store: accuracy on the clean ``all`` statistics (issue 14).
 
 LinearSVC with and without PCA, random forest and the Conv1D of the paper (§5.1), and HGB and MiniRocket (ours),
-each on the same network-grouped outer splits with the ``reduced`` inner grid; the jobs are fitted in parallel
-(:meth:`learnscope.identify.runner.Runner.prefetch`), each timed. MiniRocket needs the optional extra ``aeon``
+each on the same network-grouped outer splits, by default with each estimator's own settings and no inner grid
+search (``--grid none``: the reduced grid's inner search would make Conv1D alone ~20 min here); the jobs are
+fitted in parallel (:meth:`learnscope.identify.runner.Runner.prefetch`), each timed. MiniRocket needs the optional extra ``aeon``
 (``pip install -e ".[rocket]"``, which pins numpy below 2.4); without it that row says so.
 
-``python -m benchmarks.identify_tier2_classifiers runs/tier2 [--n-splits 5] [--jobs 2]`` writes
+``python -m benchmarks.identify_tier2_classifiers runs/tier2 [--n-splits 5] [--jobs 2] [--grid none]`` writes
 ``benchmarks/results/identify_tier2_classifiers.json``.
 """
 
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("store")
     ap.add_argument("--n-splits", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--grid", default="reduced")
+    ap.add_argument("--grid", default="none")
     ap.add_argument("--classifiers", nargs="+", default=list(CLASSIFIERS))
     args = ap.parse_args()
     run(args.store, args.n_splits, args.jobs, args.grid, tuple(args.classifiers))
