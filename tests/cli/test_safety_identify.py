@@ -627,3 +627,24 @@ def test_classify_force_replaces_its_own_run(tmp_path):
     assert_ok(invoke(["identify", "classify", fixture_store(), "--out", out, *CLASSIFY_TINY, "--force"]),
               warnings_allowed=True)
     assert (out / MARKER).is_file() and not leftovers(tmp_path)
+
+
+def test_info_prints_each_rules_task_performance_and_a_note_for_a_rule_that_does_not_learn():
+    """Issue 14 item 1: not a silent row. The table is the store's task_performance, one line per (objective,
+    rule); a rule without a learning verdict gets a note: line (stdout), never a warning: line or another exit."""
+    from learnscope.identify.store import Store
+    from learnscope.identify.task_performance import not_learned, task_performance
+
+    store = fixture_store()
+    rows = task_performance(Store.open(store).networks())
+    assert [(r["objective"], r["rule"]) for r in rows] == [("classification", "adam"), ("classification", "sgdm")]
+    out = invoke(["identify", "info", store])
+    assert_ok(out)
+    lines = out.stdout.splitlines()
+    start = lines.index("task performance (median over ok networks, first -> last checkpoint):")
+    for line, r in zip(lines[start + 1:start + 3], rows, strict=True):
+        assert line.split()[:3] == [r["objective"], r["rule"], r["measure"]], line
+        assert f"{r['initial']:.3f} -> {r['final']:.3f}" in line and f"{r['n_ok']} ok" in line, line
+        assert line.endswith("does not learn") == (r["learns"] is False), line
+    notes = [ln.removeprefix("note: ") for ln in lines if ln.startswith("note: ")]
+    assert notes == not_learned(rows)
