@@ -301,7 +301,9 @@ def classify_cmd(
     """
     from learnscope.cli._common import staged_output
     from learnscope.fileio import shown
+    from learnscope.validation import check_positive_int
 
+    check_positive_int("--jobs", jobs)
     names = tuple(c.strip() for c in classifiers.split(",") if c.strip())
     with staged_output(out, force) as stage:
         results = write_classify_run(store, stage, classifiers=names, grid=grid, n_splits=n_splits, seed=seed,

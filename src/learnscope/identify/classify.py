@@ -20,7 +20,7 @@ from learnscope.identify.analyses import DEFAULT_KS, DEFAULT_MS, Source, plan_an
 from learnscope.identify.classifiers import estimator_input
 from learnscope.identify.frames import Frames, check_enough_networks, clean_condition, load_frames, network_objectives
 from learnscope.identify.protocol import DEFAULT_TEST_SIZE
-from learnscope.identify.runner import Plan, Runner, check_classifiers, check_settings
+from learnscope.identify.runner import Job, Plan, Runner, check_classifiers, check_settings
 from learnscope.identify.tables import ClassifyResults, DatasetSummary, Settings
 from learnscope.identify.task_performance import task_performance
 from learnscope.results import to_jsonable
@@ -83,6 +83,11 @@ class ClassifyPlan:
     jobs: int = 1
 
     @property
+    def jobs_planned(self) -> list[Job]:
+        """Every analysis's jobs, in plan order (a job shared by several analyses appears once per analysis)."""
+        return [job for plan in self.plans.values() for job in plan.jobs]
+
+    @property
     def n_fits(self) -> int:
         return self.runner.total
 
@@ -94,7 +99,7 @@ class ClassifyPlan:
         """A rough wall time of :meth:`run` (:meth:`Runner.estimate_seconds`: one timed fit per classifier, scaled
         by each job's features, divided by ``jobs`` worker processes); taking it costs about one fit per
         classifier."""
-        return self.runner.estimate_seconds([job for plan in self.plans.values() for job in plan.jobs]) / self.jobs
+        return self.runner.estimate_seconds(self.jobs_planned) / self.jobs
 
     def run(self, progress: bool = True) -> ClassifyResults:
         """Fit every planned job (a tqdm bar over outer-split fits unless ``progress=False``) and return the
@@ -116,7 +121,7 @@ class ClassifyPlan:
         try:
             if self.jobs > 1:
                 t0 = time.perf_counter()
-                self.runner.prefetch([job for plan in self.plans.values() for job in plan.jobs], self.jobs)
+                self.runner.prefetch(self.jobs_planned, self.jobs)
                 timings["parallel_fits"] = time.perf_counter() - t0
             for name, plan in self.plans.items():
                 t0 = time.perf_counter()

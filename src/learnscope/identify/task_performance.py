@@ -13,7 +13,7 @@ per network with ``objective``, ``rule``, ``status`` and the ``performance_curve
   one percentage point of that scale;
 * ``n_ok`` / ``n_diverged`` / ``n_failed``: the group's networks by status.
 
-:func:`not_learned` turns the rows whose verdict is no into one sentence each, for a ``warning:`` line.
+:func:`not_learned` turns the rows whose verdict is no into one sentence each, for a ``note:`` line.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ def task_performance(networks: pd.DataFrame, by: Sequence[str] = GROUP_KEYS) -> 
     if networks.empty or "performance_curve" not in networks:
         return []
     nets = networks.drop_duplicates("network_id").copy()
-    if "objective" not in nets:
-        nets["objective"] = nets["task"].map(objective_of)
+    stored = nets["objective"] if "objective" in nets else [None] * len(nets)
     nets["objective"] = [o if isinstance(o, str) and o else objective_of(t)
-                         for o, t in zip(nets["objective"], nets["task"], strict=True)]
+                         for o, t in zip(stored, nets["task"], strict=True)]
     rows = []
     for key, group in nets.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
